@@ -1,0 +1,136 @@
+use keel_core::{DomainError, ErrorClass};
+use sea_orm::{DbErr, SqlErr};
+
+/// Why a store operation failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The record does not exist or the caller may not see it.
+    #[error("{0} not found")]
+    NotFound(&'static str),
+    /// A rule of the record's practice refused the change.
+    #[error(transparent)]
+    Incident(#[from] keel_incident::IncidentError),
+    /// A rule checked here refused the change (a reference, a permission).
+    #[error("{message}")]
+    Rule {
+        code: &'static str,
+        class: ErrorClass,
+        field: Option<&'static str>,
+        message: String,
+    },
+    /// The list query was malformed.
+    #[error(transparent)]
+    Query(#[from] keel_core::query::QueryError),
+    /// `If-Match` named an older version than the record's.
+    #[error("the record was changed by someone else (now version {current})")]
+    VersionMismatch { current: i64 },
+    /// The database cannot be reached.
+    #[error("the database is unavailable")]
+    Unavailable(#[source] DbErr),
+    /// Anything else the database said.
+    #[error("database error")]
+    Db(#[source] DbErr),
+}
+
+impl StoreError {
+    pub fn rule(
+        code: &'static str,
+        class: ErrorClass,
+        field: Option<&'static str>,
+        message: impl Into<String>,
+    ) -> Self {
+        StoreError::Rule {
+            code,
+            class,
+            field,
+            message: message.into(),
+        }
+    }
+
+    pub fn invalid(code: &'static str, field: &'static str, message: impl Into<String>) -> Self {
+        Self::rule(code, ErrorClass::Invalid, Some(field), message)
+    }
+
+    pub fn forbidden(code: &'static str, message: impl Into<String>) -> Self {
+        Self::rule(code, ErrorClass::Forbidden, None, message)
+    }
+
+    pub fn conflict(code: &'static str, message: impl Into<String>) -> Self {
+        Self::rule(code, ErrorClass::Conflict, None, message)
+    }
+}
+
+impl From<DbErr> for StoreError {
+    fn from(e: DbErr) -> Self {
+        match &e {
+            DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => StoreError::Unavailable(e),
+            _ if is_connection_loss(&e) => StoreError::Unavailable(e),
+            _ => StoreError::Db(e),
+        }
+    }
+}
+
+/// Errors raised mid-query when the server went away.
+fn is_connection_loss(e: &DbErr) -> bool {
+    let s = e.to_string();
+    [
+        "Connection refused",
+        "connection closed",
+        "broken pipe",
+        "PoolTimedOut",
+        "Io(",
+    ]
+    .iter()
+    .any(|m| s.contains(m))
+}
+
+/// Maps a unique violation on one of `constraints` (matched by PostgreSQL
+/// constraint name or SQLite `table.column`) to a conflict with that code.
+pub(crate) fn on_unique(
+    e: DbErr,
+    constraints: &[(&str, &'static str, &'static str)],
+) -> StoreError {
+    if let Some(SqlErr::UniqueConstraintViolation(msg)) = e.sql_err() {
+        for (needle, code, message) in constraints {
+            if needle.split('|').any(|n| msg.contains(n)) {
+                return StoreError::conflict(code, *message);
+            }
+        }
+    }
+    StoreError::from(e)
+}
+
+impl DomainError for StoreError {
+    fn code(&self) -> &'static str {
+        match self {
+            StoreError::NotFound(_) => "not_found",
+            StoreError::Incident(e) => e.code(),
+            StoreError::Rule { code, .. } => code,
+            StoreError::Query(e) => e.code(),
+            StoreError::VersionMismatch { .. } => "precondition.version_mismatch",
+            StoreError::Unavailable(_) => "service.database_unavailable",
+            StoreError::Db(_) => "internal",
+        }
+    }
+
+    fn class(&self) -> ErrorClass {
+        match self {
+            StoreError::NotFound(_) => ErrorClass::NotFound,
+            StoreError::Incident(e) => e.class(),
+            StoreError::Rule { class, .. } => *class,
+            StoreError::Query(e) => e.class(),
+            StoreError::VersionMismatch { .. } => ErrorClass::PreconditionFailed,
+            StoreError::Unavailable(_) => ErrorClass::Unavailable,
+            StoreError::Db(_) => ErrorClass::Internal,
+        }
+    }
+
+    fn field(&self) -> Option<&str> {
+        match self {
+            StoreError::Incident(e) => e.field(),
+            StoreError::Rule { field, .. } => *field,
+            StoreError::Query(e) => e.field(),
+            _ => None,
+        }
+    }
+}

@@ -1,0 +1,2051 @@
+//! Incident use cases. Each runs in one transaction: it checks what the
+//! caller may see and do, applies the rules of `keel_incident`, writes the
+//! record, its audit entries and its search row, and commits them together.
+
+use std::collections::{HashMap, HashSet, VecDeque};
+
+use keel_core::query::{Cursor, Limit, QueryError, Sort, SortDir, SortField};
+use keel_core::time::{Timestamp, now};
+use keel_core::{
+    Actor, AttachmentId, CommentId, ErrorClass, GroupId, IncidentId, LinkId, Permission,
+    RecordKind, RecordNumber, UserId,
+};
+use keel_incident::{
+    Action, ActorRelation, CommentBody, Description, HoldReason, Impact, Priority, PriorityMatrix,
+    ResolutionCode, State, Title, TransitionInput, Urgency, Visibility,
+};
+use sea_orm::sea_query::{Condition, Expr, ExprTrait, Query};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, TransactionTrait, Value,
+};
+use uuid::Uuid;
+
+use crate::audit::{self, Entry};
+use crate::directory::{
+    GroupRef, Page, UserRef, group_refs, is_member_in, page_next, user_ref, user_refs,
+};
+use crate::entities::{attachment, audit_event, comment, incident, link, watcher};
+use crate::notify::{self, Audience, Event};
+use crate::search::{self, stmt};
+use crate::sla::{self, SyncEvent};
+use crate::webhooks;
+use crate::{Store, StoreError};
+
+const KIND: RecordKind = RecordKind::Incident;
+
+/// An incident as a caller sees it.
+#[derive(Debug, Clone)]
+pub struct IncidentView {
+    pub id: IncidentId,
+    pub number: RecordNumber,
+    pub title: String,
+    pub description: String,
+    pub impact: u8,
+    pub urgency: u8,
+    pub priority: u8,
+    pub priority_overridden: bool,
+    pub category: Option<String>,
+    pub major: bool,
+    pub state: State,
+    pub hold_reason: Option<HoldReason>,
+    pub resolution_code: Option<ResolutionCode>,
+    pub resolution_notes: Option<String>,
+    pub requester: UserRef,
+    pub assignment_group: Option<GroupRef>,
+    pub assignee: Option<UserRef>,
+    pub reassignment_count: i32,
+    pub version: i64,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+    pub first_response_at: Option<Timestamp>,
+    pub resolved_at: Option<Timestamp>,
+    pub closed_at: Option<Timestamp>,
+    pub cancelled_at: Option<Timestamp>,
+    /// What the caller may do next.
+    pub actions: Vec<Action>,
+    /// SLA targets, as of now.
+    pub sla: Vec<crate::sla::SlaTimerView>,
+}
+
+/// A new incident; text already validated.
+#[derive(Debug, Clone)]
+pub struct NewIncident {
+    pub title: Title,
+    pub description: Description,
+    pub impact: Impact,
+    pub urgency: Urgency,
+    /// An agent's override of the computed priority.
+    pub priority: Option<Priority>,
+    pub category: Option<String>,
+    pub major: bool,
+    /// User id or username; the caller when absent.
+    pub requester: Option<String>,
+    /// Group id or name.
+    pub assignment_group: Option<String>,
+    /// User id or username.
+    pub assignee: Option<String>,
+}
+
+/// Field changes; `None` leaves a field alone, `Some(None)` clears it.
+#[derive(Debug, Clone, Default)]
+pub struct IncidentPatch {
+    pub title: Option<Title>,
+    pub description: Option<Description>,
+    pub impact: Option<Impact>,
+    pub urgency: Option<Urgency>,
+    /// `Some(Some(p))` overrides, `Some(None)` returns to the matrix.
+    pub priority: Option<Option<Priority>>,
+    pub category: Option<Option<String>>,
+    pub major: Option<bool>,
+    pub assignment_group: Option<Option<String>>,
+    pub assignee: Option<Option<String>>,
+}
+
+/// A transition request.
+#[derive(Debug, Clone)]
+pub struct TransitionRequest {
+    pub action: Action,
+    pub hold_reason: Option<HoldReason>,
+    pub resolution_code: Option<ResolutionCode>,
+    pub resolution_notes: Option<String>,
+}
+
+/// A comment or work note.
+#[derive(Debug, Clone)]
+pub struct CommentView {
+    pub id: CommentId,
+    pub author: UserRef,
+    pub body: String,
+    pub visibility: Visibility,
+    pub created_at: Timestamp,
+}
+
+/// Attachment metadata (the bytes live in the data directory).
+#[derive(Debug, Clone)]
+pub struct AttachmentView {
+    pub id: AttachmentId,
+    pub filename: String,
+    pub content_type: String,
+    pub size_bytes: i64,
+    pub sha256: String,
+    pub uploaded_by: UserRef,
+    pub created_at: Timestamp,
+}
+
+/// A stored attachment about to be recorded.
+#[derive(Debug, Clone)]
+pub struct NewAttachment {
+    pub id: AttachmentId,
+    pub filename: String,
+    pub content_type: String,
+    pub size_bytes: i64,
+    pub sha256: String,
+}
+
+/// How two incidents are related, seen from one of them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkKind {
+    /// The other incident is this one's parent.
+    Parent,
+    /// The other incident is a child of this one.
+    Child,
+    /// This incident duplicates the other.
+    DuplicateOf,
+    /// The other incident duplicates this one.
+    DuplicatedBy,
+}
+
+impl LinkKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            LinkKind::Parent => "parent",
+            LinkKind::Child => "child",
+            LinkKind::DuplicateOf => "duplicate_of",
+            LinkKind::DuplicatedBy => "duplicated_by",
+        }
+    }
+}
+
+/// Another incident, briefly.
+#[derive(Debug, Clone)]
+pub struct IncidentRef {
+    pub id: IncidentId,
+    pub number: RecordNumber,
+    pub title: String,
+    pub state: State,
+}
+
+#[derive(Debug, Clone)]
+pub struct LinkView {
+    pub id: LinkId,
+    pub kind: LinkKind,
+    pub incident: IncidentRef,
+    pub created_at: Timestamp,
+}
+
+/// One audit history entry.
+#[derive(Debug, Clone)]
+pub struct HistoryEntry {
+    pub id: i64,
+    pub actor: Option<UserRef>,
+    pub action: String,
+    pub field: Option<String>,
+    pub old_value: Option<String>,
+    pub new_value: Option<String>,
+    pub created_at: Timestamp,
+}
+
+/// List filters; every one optional, all combined with AND.
+#[derive(Debug, Clone, Default)]
+pub struct IncidentFilter {
+    pub states: Vec<State>,
+    pub priorities: Vec<u8>,
+    /// A user id, or `None` inside for "unassigned".
+    pub assignee: Option<Option<UserId>>,
+    pub group: Option<Option<GroupId>>,
+    pub requester: Option<UserId>,
+    pub major: Option<bool>,
+    pub created_after: Option<Timestamp>,
+    pub created_before: Option<Timestamp>,
+    pub updated_after: Option<Timestamp>,
+    pub updated_before: Option<Timestamp>,
+    /// Full-text terms (see `keel_core::query::search_terms`).
+    pub terms: Vec<String>,
+    /// SLA conditions (`sla_state`, `sla_due_before`).
+    pub sla: Vec<crate::sla::SlaFilter>,
+}
+
+/// Fields incidents sort by; ties break on the number.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum IncidentSort {
+    CreatedAt,
+    UpdatedAt,
+    Priority,
+    Number,
+}
+
+impl SortField for IncidentSort {
+    const ALL: &'static [Self] = &[
+        IncidentSort::CreatedAt,
+        IncidentSort::UpdatedAt,
+        IncidentSort::Priority,
+        IncidentSort::Number,
+    ];
+    fn name(self) -> &'static str {
+        match self {
+            IncidentSort::CreatedAt => "created_at",
+            IncidentSort::UpdatedAt => "updated_at",
+            IncidentSort::Priority => "priority",
+            IncidentSort::Number => "number",
+        }
+    }
+}
+
+/// Which incidents a caller may read.
+enum Reach {
+    All,
+    Own(UserId),
+}
+
+fn reach(actor: &Actor) -> Result<Reach, StoreError> {
+    if actor.can(Permission::IncidentReadAll) {
+        Ok(Reach::All)
+    } else if actor.can(Permission::IncidentReadOwn) {
+        Ok(Reach::Own(actor.user_id))
+    } else {
+        Err(StoreError::forbidden(
+            "auth.insufficient_scope",
+            "this credential may not read incidents",
+        ))
+    }
+}
+
+fn is_agent(actor: &Actor) -> bool {
+    actor.can(Permission::IncidentWork)
+}
+
+fn require_write(actor: &Actor) -> Result<(), StoreError> {
+    if actor.can(Permission::IncidentCreate) || actor.can(Permission::IncidentWork) {
+        Ok(())
+    } else {
+        Err(StoreError::forbidden(
+            "auth.insufficient_scope",
+            "this credential may not change incidents",
+        ))
+    }
+}
+
+fn relation(actor: &Actor, m: &incident::Model) -> ActorRelation {
+    if is_agent(actor) {
+        ActorRelation::Agent
+    } else if m.requester_id == actor.user_id.0 && actor.can(Permission::IncidentCreate) {
+        ActorRelation::Requester
+    } else {
+        ActorRelation::Other
+    }
+}
+
+fn field_forbidden(field: &'static str) -> StoreError {
+    StoreError::rule(
+        "incident.field_forbidden",
+        ErrorClass::Forbidden,
+        Some(field),
+        format!("only agents may set `{field}`"),
+    )
+}
+
+fn parse_state(s: &str) -> State {
+    s.parse().unwrap_or(State::New)
+}
+
+/// Condition limiting incidents to those the caller may read.
+fn reach_condition(reach: &Reach) -> Condition {
+    match reach {
+        Reach::All => Condition::all(),
+        Reach::Own(user) => {
+            let watched = Query::select()
+                .column(watcher::Column::RecordId)
+                .from(watcher::Entity)
+                .and_where(watcher::Column::RecordType.eq(KIND.as_str()))
+                .and_where(watcher::Column::UserId.eq(user.0))
+                .to_owned();
+            Condition::any()
+                .add(incident::Column::RequesterId.eq(user.0))
+                .add(incident::Column::Id.in_subquery(watched))
+        }
+    }
+}
+
+async fn find_model<C: ConnectionTrait>(
+    db: &C,
+    key: &str,
+) -> Result<Option<incident::Model>, StoreError> {
+    let q = incident::Entity::find();
+    let q = if let Ok(id) = Uuid::parse_str(key) {
+        q.filter(incident::Column::Id.eq(id))
+    } else if let Some(n) = RecordNumber::parse(KIND, key) {
+        q.filter(incident::Column::Number.eq(n.seq))
+    } else {
+        return Ok(None);
+    };
+    Ok(q.one(db).await?)
+}
+
+/// Loads an incident the caller may read; anything else is "not found", so
+/// that ids of other people's incidents reveal nothing.
+async fn visible<C: ConnectionTrait>(
+    db: &C,
+    actor: &Actor,
+    key: &str,
+) -> Result<incident::Model, StoreError> {
+    let reach = reach(actor)?;
+    let m = find_model(db, key)
+        .await?
+        .ok_or(StoreError::NotFound("incident"))?;
+    if let Reach::Own(user) = reach
+        && m.requester_id != user.0
+        && !is_watcher(db, m.id, user).await?
+    {
+        return Err(StoreError::NotFound("incident"));
+    }
+    Ok(m)
+}
+
+async fn is_watcher<C: ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+    user: UserId,
+) -> Result<bool, StoreError> {
+    Ok(
+        watcher::Entity::find_by_id((KIND.as_str().to_owned(), id, user.0))
+            .one(db)
+            .await?
+            .is_some(),
+    )
+}
+
+fn check_version(m: &incident::Model, if_match: Option<i64>) -> Result<(), StoreError> {
+    match if_match {
+        Some(v) if v != m.version => Err(StoreError::VersionMismatch { current: m.version }),
+        _ => Ok(()),
+    }
+}
+
+async fn next_number(txn: &DatabaseTransaction) -> Result<i64, StoreError> {
+    let backend = txn.get_database_backend();
+    let row = txn
+        .query_one_raw(stmt(
+            backend,
+            "UPDATE sequences SET next_value = next_value + 1 WHERE name = ? RETURNING next_value - 1 AS n",
+            vec![KIND.as_str().into()],
+        ))
+        .await?
+        .ok_or(StoreError::NotFound("sequence"))?;
+    Ok(row.try_get::<i64>("", "n")?)
+}
+
+/// Records that the timeline changed: bumps the version whatever it is
+/// (comments never conflict with field edits) and, for an agent's public
+/// reply, stamps the first response if there was none.
+async fn touch(
+    txn: &DatabaseTransaction,
+    id: Uuid,
+    t: Timestamp,
+    responds: bool,
+) -> Result<(), StoreError> {
+    incident::Entity::update_many()
+        .col_expr(
+            incident::Column::Version,
+            Expr::col(incident::Column::Version).add(1),
+        )
+        .col_expr(incident::Column::UpdatedAt, Expr::value(t))
+        .filter(incident::Column::Id.eq(id))
+        .exec(txn)
+        .await?;
+    if responds {
+        incident::Entity::update_many()
+            .col_expr(incident::Column::FirstResponseAt, Expr::value(Some(t)))
+            .filter(incident::Column::Id.eq(id))
+            .filter(incident::Column::FirstResponseAt.is_null())
+            .exec(txn)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Writes `am` only if the row still has `expected` version.
+async fn save(
+    txn: &DatabaseTransaction,
+    am: incident::ActiveModel,
+    id: Uuid,
+    expected: i64,
+) -> Result<(), StoreError> {
+    let res = incident::Entity::update_many()
+        .set(am)
+        .filter(incident::Column::Id.eq(id))
+        .filter(incident::Column::Version.eq(expected))
+        .exec(txn)
+        .await?;
+    if res.rows_affected == 0 {
+        let current = incident::Entity::find_by_id(id)
+            .one(txn)
+            .await?
+            .map_or(expected, |m| m.version);
+        return Err(StoreError::VersionMismatch { current });
+    }
+    Ok(())
+}
+
+struct Assignment {
+    group: Option<Uuid>,
+    assignee: Option<Uuid>,
+}
+
+impl Store {
+    /// Checks a requested group and assignee: both exist, the assignee is an
+    /// agent and a member of the group.
+    async fn resolve_assignment(
+        &self,
+        group_key: Option<&str>,
+        assignee_key: Option<&str>,
+    ) -> Result<Assignment, StoreError> {
+        let group = match group_key {
+            Some(k) => Some(
+                self.resolve_group(k)
+                    .await?
+                    .ok_or_else(|| {
+                        StoreError::invalid(
+                            "incident.unknown_group",
+                            "assignment_group",
+                            "no such group",
+                        )
+                    })?
+                    .id,
+            ),
+            None => None,
+        };
+        let assignee = match assignee_key {
+            Some(k) => {
+                let u = self
+                    .resolve_user(k)
+                    .await?
+                    .filter(|u| u.active)
+                    .ok_or_else(|| {
+                        StoreError::invalid(
+                            "incident.unknown_assignee",
+                            "assignee",
+                            "no such active user",
+                        )
+                    })?;
+                if !u.is_agent() {
+                    return Err(StoreError::invalid(
+                        "incident.assignee_not_agent",
+                        "assignee",
+                        "the assignee must be an agent",
+                    ));
+                }
+                let g = group.ok_or_else(|| {
+                    StoreError::invalid(
+                        "incident.assignee_requires_group",
+                        "assignee",
+                        "assign a group before an agent",
+                    )
+                })?;
+                if !is_member_in(self.conn(), g, u.id).await? {
+                    return Err(StoreError::invalid(
+                        "incident.assignee_not_in_group",
+                        "assignee",
+                        "the assignee is not a member of the assignment group",
+                    ));
+                }
+                Some(u.id.0)
+            }
+            None => None,
+        };
+        Ok(Assignment {
+            group: group.map(|g| g.0),
+            assignee,
+        })
+    }
+
+    async fn views(
+        &self,
+        actor: &Actor,
+        models: Vec<incident::Model>,
+    ) -> Result<Vec<IncidentView>, StoreError> {
+        let mut uids: Vec<Uuid> = models.iter().map(|m| m.requester_id).collect();
+        uids.extend(models.iter().filter_map(|m| m.assignee_id));
+        let gids: Vec<Uuid> = models
+            .iter()
+            .filter_map(|m| m.assignment_group_id)
+            .collect();
+        let users = user_refs(self.conn(), &uids).await?;
+        let groups = group_refs(self.conn(), &gids).await?;
+        let ids: Vec<Uuid> = models.iter().map(|m| m.id).collect();
+        let mut sla = self.sla_of(&ids).await?;
+        Ok(models
+            .into_iter()
+            .map(|m| {
+                let state = parse_state(&m.state);
+                let rel = relation(actor, &m);
+                IncidentView {
+                    id: IncidentId(m.id),
+                    number: RecordNumber::new(KIND, m.number),
+                    requester: user_ref(&users, m.requester_id),
+                    assignee: m.assignee_id.map(|a| user_ref(&users, a)),
+                    assignment_group: m.assignment_group_id.and_then(|g| groups.get(&g).cloned()),
+                    impact: u8::try_from(m.impact).unwrap_or(3),
+                    urgency: u8::try_from(m.urgency).unwrap_or(3),
+                    priority: u8::try_from(m.priority).unwrap_or(5),
+                    priority_overridden: m.priority_overridden,
+                    hold_reason: m.hold_reason.as_deref().and_then(|s| s.parse().ok()),
+                    resolution_code: m.resolution_code.as_deref().and_then(|s| s.parse().ok()),
+                    actions: keel_incident::available_actions(state, rel),
+                    sla: sla.remove(&m.id).unwrap_or_default(),
+                    state,
+                    title: m.title,
+                    description: m.description,
+                    category: m.category,
+                    major: m.major,
+                    resolution_notes: m.resolution_notes,
+                    reassignment_count: m.reassignment_count,
+                    version: m.version,
+                    created_at: m.created_at,
+                    updated_at: m.updated_at,
+                    first_response_at: m.first_response_at,
+                    resolved_at: m.resolved_at,
+                    closed_at: m.closed_at,
+                    cancelled_at: m.cancelled_at,
+                }
+            })
+            .collect())
+    }
+
+    async fn view(&self, actor: &Actor, id: Uuid) -> Result<IncidentView, StoreError> {
+        let m = incident::Entity::find_by_id(id)
+            .one(self.conn())
+            .await?
+            .ok_or(StoreError::NotFound("incident"))?;
+        self.views(actor, vec![m])
+            .await?
+            .pop()
+            .ok_or(StoreError::NotFound("incident"))
+    }
+
+    /// Raises an incident. Requesters raise them for themselves; agents for
+    /// anyone, and may assign and override priority at once.
+    pub async fn create_incident(
+        &self,
+        actor: &Actor,
+        new: NewIncident,
+        matrix: &PriorityMatrix,
+    ) -> Result<IncidentView, StoreError> {
+        require_write(actor)?;
+        if !actor.can(Permission::IncidentCreate) {
+            return Err(StoreError::forbidden(
+                "auth.insufficient_scope",
+                "this credential may not raise incidents",
+            ));
+        }
+        let agent = is_agent(actor);
+        if !agent {
+            let checks = [
+                ("assignment_group", new.assignment_group.is_some()),
+                ("assignee", new.assignee.is_some()),
+                ("priority", new.priority.is_some()),
+                ("major", new.major),
+            ];
+            if let Some((f, _)) = checks.iter().find(|(_, set)| *set) {
+                return Err(field_forbidden(f));
+            }
+        }
+        let requester = match new.requester.as_deref() {
+            None => actor.user_id,
+            Some(k) if !agent => {
+                let own =
+                    k.eq_ignore_ascii_case(&actor.username) || k == actor.user_id.0.to_string();
+                if !own {
+                    return Err(StoreError::forbidden(
+                        "incident.requester_forbidden",
+                        "requesters may only raise incidents for themselves",
+                    ));
+                }
+                actor.user_id
+            }
+            Some(k) => {
+                self.resolve_user(k)
+                    .await?
+                    .filter(|u| u.active)
+                    .ok_or_else(|| {
+                        StoreError::invalid(
+                            "incident.unknown_requester",
+                            "requester",
+                            "no such active user",
+                        )
+                    })?
+                    .id
+            }
+        };
+        let assignment = self
+            .resolve_assignment(new.assignment_group.as_deref(), new.assignee.as_deref())
+            .await?;
+        let computed = matrix.priority(new.impact, new.urgency);
+        let priority = new.priority.unwrap_or(computed);
+        let t = now();
+        let txn = self.conn().begin().await?;
+        let number = next_number(&txn).await?;
+        let id = IncidentId::new();
+        let model = incident::Model {
+            id: id.0,
+            number,
+            title: new.title.into_string(),
+            description: new.description.into_string(),
+            impact: i32::from(new.impact.get()),
+            urgency: i32::from(new.urgency.get()),
+            priority: i32::from(priority.get()),
+            priority_overridden: new.priority.is_some(),
+            category: new.category,
+            major: new.major,
+            state: State::New.as_str().to_owned(),
+            hold_reason: None,
+            resolution_code: None,
+            resolution_notes: None,
+            requester_id: requester.0,
+            assignment_group_id: assignment.group,
+            assignee_id: assignment.assignee,
+            reassignment_count: 0,
+            created_by: actor.user_id.0,
+            version: 1,
+            created_at: t,
+            updated_at: t,
+            first_response_at: None,
+            resolved_at: None,
+            closed_at: None,
+            cancelled_at: None,
+        };
+        let am: incident::ActiveModel = model.clone().into();
+        incident::Entity::insert(am)
+            .exec_without_returning(&txn)
+            .await?;
+        let entry = |action, field, old, new| {
+            Entry::new(KIND, id.0, Some(actor.user_id), action, t)
+                .field(field)
+                .change(old, new)
+        };
+        audit::write(
+            &txn,
+            entry(
+                "created",
+                None,
+                None,
+                Some(RecordNumber::new(KIND, number).to_string()),
+            ),
+        )
+        .await?;
+        if new.priority.is_some() {
+            audit::write(
+                &txn,
+                entry(
+                    "priority_overridden",
+                    Some("priority"),
+                    Some(computed.get().to_string()),
+                    Some(priority.get().to_string()),
+                ),
+            )
+            .await?;
+        }
+        search::reindex(&txn, &model).await?;
+        sla::sync_incident(&txn, id.0, SyncEvent::Changed, t).await?;
+        webhooks::emit_incident(&txn, "incident.created", id.0, None, t).await?;
+        let actor_name = notify::display_name(&txn, Some(actor.user_id)).await?;
+        let ctx = notify::incident_context(&model, actor_name.as_deref());
+        // The requester hears of their own incident too: it is the acknowledgement.
+        notify::enqueue(
+            &txn,
+            notify::Notice {
+                event: Event::IncidentCreated,
+                record_type: KIND.as_str(),
+                record_id: id.0,
+                actor: None,
+                context: ctx.clone(),
+                at: t,
+            },
+            [model.requester_id],
+        )
+        .await?;
+        let workers = Audience::of(&model).workers(&txn).await?;
+        notify::enqueue(
+            &txn,
+            notify::Notice {
+                event: Event::IncidentAssigned,
+                record_type: KIND.as_str(),
+                record_id: id.0,
+                actor: Some(actor.user_id),
+                context: ctx,
+                at: t,
+            },
+            workers,
+        )
+        .await?;
+        txn.commit().await?;
+        self.view(actor, id.0).await
+    }
+
+    /// An incident by id or number, if the caller may read it.
+    pub async fn get_incident(&self, actor: &Actor, key: &str) -> Result<IncidentView, StoreError> {
+        let m = visible(self.conn(), actor, key).await?;
+        self.views(actor, vec![m])
+            .await?
+            .pop()
+            .ok_or(StoreError::NotFound("incident"))
+    }
+
+    /// Changes fields. `if_match` must name the current version.
+    pub async fn update_incident(
+        &self,
+        actor: &Actor,
+        key: &str,
+        if_match: i64,
+        patch: IncidentPatch,
+        matrix: &PriorityMatrix,
+    ) -> Result<IncidentView, StoreError> {
+        require_write(actor)?;
+        let m = visible(self.conn(), actor, key).await?;
+        check_version(&m, Some(if_match))?;
+        keel_incident::ensure_editable(parse_state(&m.state))?;
+        let agent = is_agent(actor);
+        if !agent {
+            if relation(actor, &m) != ActorRelation::Requester {
+                return Err(StoreError::forbidden(
+                    "incident.update_forbidden",
+                    "only the requester or an agent may edit this incident",
+                ));
+            }
+            let agent_only = [
+                ("impact", patch.impact.is_some()),
+                ("urgency", patch.urgency.is_some()),
+                ("priority", patch.priority.is_some()),
+                ("category", patch.category.is_some()),
+                ("major", patch.major.is_some()),
+                ("assignment_group", patch.assignment_group.is_some()),
+                ("assignee", patch.assignee.is_some()),
+            ];
+            if let Some((f, _)) = agent_only.iter().find(|(_, set)| *set) {
+                return Err(field_forbidden(f));
+            }
+        }
+        let t = now();
+        let mut changes: Vec<(&'static str, &'static str, Option<String>, Option<String>)> =
+            Vec::new();
+        let mut am = incident::ActiveModel {
+            ..Default::default()
+        };
+        let mut reindex = false;
+        if let Some(title) = patch
+            .title
+            .map(Title::into_string)
+            .filter(|v| *v != m.title)
+        {
+            changes.push((
+                "updated",
+                "title",
+                Some(m.title.clone()),
+                Some(title.clone()),
+            ));
+            am.title = Set(title);
+            reindex = true;
+        }
+        if let Some(d) = patch
+            .description
+            .map(Description::into_string)
+            .filter(|v| *v != m.description)
+        {
+            changes.push((
+                "updated",
+                "description",
+                Some(m.description.clone()),
+                Some(d.clone()),
+            ));
+            am.description = Set(d);
+            reindex = true;
+        }
+        if let Some(c) = patch.category.filter(|v| *v != m.category) {
+            changes.push(("updated", "category", m.category.clone(), c.clone()));
+            am.category = Set(c);
+        }
+        if let Some(major) = patch.major.filter(|v| *v != m.major) {
+            changes.push((
+                "updated",
+                "major",
+                Some(m.major.to_string()),
+                Some(major.to_string()),
+            ));
+            am.major = Set(major);
+        }
+        // Impact, urgency and priority.
+        let impact = patch.impact.map_or(m.impact, |i| i32::from(i.get()));
+        let urgency = patch.urgency.map_or(m.urgency, |u| i32::from(u.get()));
+        if impact != m.impact {
+            changes.push((
+                "updated",
+                "impact",
+                Some(m.impact.to_string()),
+                Some(impact.to_string()),
+            ));
+            am.impact = Set(impact);
+        }
+        if urgency != m.urgency {
+            changes.push((
+                "updated",
+                "urgency",
+                Some(m.urgency.to_string()),
+                Some(urgency.to_string()),
+            ));
+            am.urgency = Set(urgency);
+        }
+        let computed = || -> Result<i32, StoreError> {
+            let i = matrix.impact(i64::from(impact))?;
+            let u = matrix.urgency(i64::from(urgency))?;
+            Ok(i32::from(matrix.priority(i, u).get()))
+        };
+        let (priority, overridden, override_action) = match patch.priority {
+            Some(Some(p)) => (i32::from(p.get()), true, true),
+            Some(None) => (computed()?, false, false),
+            None if m.priority_overridden => (m.priority, true, false),
+            None => (computed()?, false, false),
+        };
+        if priority != m.priority || (override_action && !m.priority_overridden) {
+            let action = if override_action {
+                "priority_overridden"
+            } else {
+                "updated"
+            };
+            changes.push((
+                action,
+                "priority",
+                Some(m.priority.to_string()),
+                Some(priority.to_string()),
+            ));
+            am.priority = Set(priority);
+        }
+        if overridden != m.priority_overridden {
+            am.priority_overridden = Set(overridden);
+        }
+        // Assignment.
+        let mut assignment_changed = false;
+        if patch.assignment_group.is_some() || patch.assignee.is_some() {
+            let group_key = match &patch.assignment_group {
+                Some(g) => g.clone(),
+                None => m.assignment_group_id.map(|g| g.to_string()),
+            };
+            let group_changed_only = patch.assignment_group.is_some() && patch.assignee.is_none();
+            let resolved = self.resolve_assignment(group_key.as_deref(), None).await?;
+            let assignee = match &patch.assignee {
+                Some(a) => {
+                    self.resolve_assignment(group_key.as_deref(), a.as_deref())
+                        .await?
+                        .assignee
+                }
+                // A new group keeps the assignee only if they belong to it.
+                None => match (m.assignee_id, resolved.group) {
+                    (Some(a), Some(g)) if group_changed_only => {
+                        is_member_in(self.conn(), GroupId(g), UserId(a))
+                            .await?
+                            .then_some(a)
+                    }
+                    (Some(_), None) => None,
+                    (a, _) => a,
+                },
+            };
+            let group_changed = resolved.group != m.assignment_group_id;
+            let assignee_changed = assignee != m.assignee_id;
+            if group_changed {
+                changes.push((
+                    "updated",
+                    "assignment_group",
+                    m.assignment_group_id.map(|g| g.to_string()),
+                    resolved.group.map(|g| g.to_string()),
+                ));
+                am.assignment_group_id = Set(resolved.group);
+            }
+            if assignee_changed {
+                changes.push((
+                    "updated",
+                    "assignee",
+                    m.assignee_id.map(|a| a.to_string()),
+                    assignee.map(|a| a.to_string()),
+                ));
+                am.assignee_id = Set(assignee);
+            }
+            assignment_changed = group_changed || assignee_changed;
+            let reassigned = (group_changed && m.assignment_group_id.is_some())
+                || (assignee_changed && m.assignee_id.is_some());
+            if reassigned {
+                am.reassignment_count = Set(m.reassignment_count + 1);
+            }
+        }
+        if changes.is_empty() {
+            return self
+                .views(actor, vec![m])
+                .await?
+                .pop()
+                .ok_or(StoreError::NotFound("incident"));
+        }
+        am.version = Set(m.version + 1);
+        am.updated_at = Set(t);
+        let txn = self.conn().begin().await?;
+        save(&txn, am, m.id, m.version).await?;
+        for (action, field, old, new) in changes {
+            audit::write(
+                &txn,
+                Entry::new(KIND, m.id, Some(actor.user_id), action, t)
+                    .field(field)
+                    .change(old, new),
+            )
+            .await?;
+        }
+        sla::sync_incident(&txn, m.id, SyncEvent::Changed, t).await?;
+        webhooks::emit_incident(&txn, "incident.updated", m.id, None, t).await?;
+        if assignment_changed {
+            let fresh = incident::Entity::find_by_id(m.id)
+                .one(&txn)
+                .await?
+                .ok_or(StoreError::NotFound("incident"))?;
+            let actor_name = notify::display_name(&txn, Some(actor.user_id)).await?;
+            let ctx = notify::incident_context(&fresh, actor_name.as_deref());
+            let workers = Audience::of(&fresh).workers(&txn).await?;
+            notify::enqueue(
+                &txn,
+                notify::Notice {
+                    event: Event::IncidentAssigned,
+                    record_type: KIND.as_str(),
+                    record_id: m.id,
+                    actor: Some(actor.user_id),
+                    context: ctx,
+                    at: t,
+                },
+                workers,
+            )
+            .await?;
+        }
+        if reindex {
+            let fresh = incident::Entity::find_by_id(m.id)
+                .one(&txn)
+                .await?
+                .ok_or(StoreError::NotFound("incident"))?;
+            search::reindex(&txn, &fresh).await?;
+        }
+        txn.commit().await?;
+        self.view(actor, m.id).await
+    }
+
+    /// Moves an incident through its life cycle. Resolving a parent resolves
+    /// its open children (and theirs) in the same transaction. Without
+    /// `if_match`, a transition that lost a race with another change is
+    /// re-evaluated against the new state instead of failing.
+    pub async fn transition_incident(
+        &self,
+        actor: &Actor,
+        key: &str,
+        if_match: Option<i64>,
+        req: TransitionRequest,
+    ) -> Result<IncidentView, StoreError> {
+        let mut attempts = 0;
+        loop {
+            match self
+                .transition_once(actor, key, if_match, req.clone())
+                .await
+            {
+                Err(StoreError::VersionMismatch { .. }) if if_match.is_none() && attempts < 5 => {
+                    attempts += 1
+                }
+                other => return other,
+            }
+        }
+    }
+
+    async fn transition_once(
+        &self,
+        actor: &Actor,
+        key: &str,
+        if_match: Option<i64>,
+        req: TransitionRequest,
+    ) -> Result<IncidentView, StoreError> {
+        require_write(actor)?;
+        let m = visible(self.conn(), actor, key).await?;
+        check_version(&m, if_match)?;
+        let rel = relation(actor, &m);
+        let input = TransitionInput {
+            relation: rel,
+            has_assignee: m.assignee_id.is_some(),
+            hold_reason: req.hold_reason,
+            resolution_code: req.resolution_code,
+            resolution_notes: req.resolution_notes.clone(),
+        };
+        let effects = keel_incident::apply(parse_state(&m.state), req.action, &input)?;
+        let mut assign_to = None;
+        if effects.assign_actor {
+            let group = m.assignment_group_id.ok_or_else(|| {
+                StoreError::invalid(
+                    "incident.assignment_group_required",
+                    "assignment_group",
+                    "assign the incident to a group before starting work on it",
+                )
+            })?;
+            if !is_member_in(self.conn(), GroupId(group), actor.user_id).await? {
+                return Err(StoreError::invalid(
+                    "incident.assignee_not_in_group",
+                    "assignee",
+                    "you are not a member of the incident's assignment group",
+                ));
+            }
+            assign_to = Some(actor.user_id.0);
+        }
+        let t = now();
+        let txn = self.conn().begin().await?;
+        apply_effects(&txn, Some(actor.user_id), &m, &effects, assign_to, t).await?;
+        if effects.resolve_children {
+            self.resolve_descendants(&txn, actor, &m, &effects, t)
+                .await?;
+        }
+        txn.commit().await?;
+        self.view(actor, m.id).await
+    }
+
+    async fn resolve_descendants(
+        &self,
+        txn: &DatabaseTransaction,
+        actor: &Actor,
+        parent: &incident::Model,
+        effects: &keel_incident::Effects,
+        t: Timestamp,
+    ) -> Result<(), StoreError> {
+        let Some((code, notes)) = effects.resolution.clone() else {
+            return Ok(());
+        };
+        let mut seen: HashSet<Uuid> = HashSet::from([parent.id]);
+        let mut queue: VecDeque<incident::Model> = VecDeque::from([parent.clone()]);
+        while let Some(p) = queue.pop_front() {
+            let child_ids: Vec<Uuid> = link::Entity::find()
+                .filter(link::Column::Kind.eq("child_of"))
+                .filter(link::Column::TargetType.eq(KIND.as_str()))
+                .filter(link::Column::TargetId.eq(p.id))
+                .all(txn)
+                .await?
+                .into_iter()
+                .map(|l| l.source_id)
+                .filter(|id| seen.insert(*id))
+                .collect();
+            let children = incident::Entity::find()
+                .filter(incident::Column::Id.is_in(child_ids))
+                .all(txn)
+                .await?;
+            for child in children {
+                let input = TransitionInput {
+                    relation: ActorRelation::Agent,
+                    has_assignee: child.assignee_id.is_some(),
+                    hold_reason: None,
+                    resolution_code: Some(code),
+                    resolution_notes: Some(format!(
+                        "Resolved with parent {}: {notes}",
+                        RecordNumber::new(KIND, p.number)
+                    )),
+                };
+                if let Ok(e) =
+                    keel_incident::apply(parse_state(&child.state), Action::Resolve, &input)
+                {
+                    apply_effects(txn, Some(actor.user_id), &child, &e, None, t).await?;
+                }
+                queue.push_back(child);
+            }
+        }
+        Ok(())
+    }
+
+    /// Incidents the caller may read, filtered, sorted and paged.
+    pub async fn list_incidents(
+        &self,
+        actor: &Actor,
+        filter: &IncidentFilter,
+        sort: Sort<IncidentSort>,
+        limit: Limit,
+        cursor: Option<&str>,
+    ) -> Result<Page<IncidentView>, StoreError> {
+        let reach = reach(actor)?;
+        // Visibility is one AND-ed clause: filters narrow within it, never widen it.
+        let mut cond = Condition::all().add(reach_condition(&reach));
+        if !filter.states.is_empty() {
+            cond =
+                cond.add(incident::Column::State.is_in(filter.states.iter().map(|s| s.as_str())));
+        }
+        if !filter.priorities.is_empty() {
+            cond = cond.add(
+                incident::Column::Priority.is_in(filter.priorities.iter().map(|p| i32::from(*p))),
+            );
+        }
+        match filter.assignee {
+            Some(Some(u)) => cond = cond.add(incident::Column::AssigneeId.eq(u.0)),
+            Some(None) => cond = cond.add(incident::Column::AssigneeId.is_null()),
+            None => {}
+        }
+        match filter.group {
+            Some(Some(g)) => cond = cond.add(incident::Column::AssignmentGroupId.eq(g.0)),
+            Some(None) => cond = cond.add(incident::Column::AssignmentGroupId.is_null()),
+            None => {}
+        }
+        if let Some(r) = filter.requester {
+            cond = cond.add(incident::Column::RequesterId.eq(r.0));
+        }
+        if let Some(major) = filter.major {
+            cond = cond.add(incident::Column::Major.eq(major));
+        }
+        for (col, after, before) in [
+            (
+                incident::Column::CreatedAt,
+                filter.created_after,
+                filter.created_before,
+            ),
+            (
+                incident::Column::UpdatedAt,
+                filter.updated_after,
+                filter.updated_before,
+            ),
+        ] {
+            if let Some(a) = after {
+                cond = cond.add(col.gte(a));
+            }
+            if let Some(b) = before {
+                cond = cond.add(col.lt(b));
+            }
+        }
+        for f in &filter.sla {
+            cond = cond.add(sla::sla_condition(*f, now()));
+        }
+        if !filter.terms.is_empty() {
+            cond = cond.add(search::matches(
+                self.backend(),
+                &filter.terms,
+                matches!(reach, Reach::All),
+            ));
+        }
+        let col = match sort.field {
+            IncidentSort::CreatedAt => incident::Column::CreatedAt,
+            IncidentSort::UpdatedAt => incident::Column::UpdatedAt,
+            IncidentSort::Priority => incident::Column::Priority,
+            IncidentSort::Number => incident::Column::Number,
+        };
+        if let Some(raw) = cursor {
+            let c = Cursor::decode(raw, sort)?;
+            let tie = c.tiebreak.as_i64().ok_or(QueryError::InvalidCursor)?;
+            let value: Value = match sort.field {
+                IncidentSort::CreatedAt | IncidentSort::UpdatedAt => {
+                    let s = c.value.as_str().ok_or(QueryError::InvalidCursor)?;
+                    let ts: Timestamp = s.parse().map_err(|_| QueryError::InvalidCursor)?;
+                    ts.into()
+                }
+                IncidentSort::Priority => {
+                    let p = c
+                        .value
+                        .as_i64()
+                        .and_then(|p| i32::try_from(p).ok())
+                        .ok_or(QueryError::InvalidCursor)?;
+                    p.into()
+                }
+                IncidentSort::Number => tie.into(),
+            };
+            let after = match sort.dir {
+                SortDir::Asc => Condition::any().add(col.gt(value.clone())).add(
+                    Condition::all()
+                        .add(col.eq(value))
+                        .add(incident::Column::Number.gt(tie)),
+                ),
+                SortDir::Desc => Condition::any().add(col.lt(value.clone())).add(
+                    Condition::all()
+                        .add(col.eq(value))
+                        .add(incident::Column::Number.lt(tie)),
+                ),
+            };
+            cond = cond.add(after);
+        }
+        let order = match sort.dir {
+            SortDir::Asc => sea_orm::Order::Asc,
+            SortDir::Desc => sea_orm::Order::Desc,
+        };
+        let mut rows = incident::Entity::find()
+            .filter(cond)
+            .order_by(col, order.clone())
+            .order_by(incident::Column::Number, order)
+            .limit(u64::from(limit.get()) + 1)
+            .all(self.conn())
+            .await?;
+        let field = sort.field;
+        let next = page_next(&mut rows, limit, |m| Cursor {
+            sort: field.name().into(),
+            dir: sort.dir,
+            value: match field {
+                IncidentSort::CreatedAt => m.created_at.to_rfc3339().into(),
+                IncidentSort::UpdatedAt => m.updated_at.to_rfc3339().into(),
+                IncidentSort::Priority => m.priority.into(),
+                IncidentSort::Number => m.number.into(),
+            },
+            tiebreak: m.number.into(),
+        });
+        Ok(Page {
+            items: self.views(actor, rows).await?,
+            next,
+        })
+    }
+
+    /// Adds a public comment or an internal work note.
+    pub async fn add_comment(
+        &self,
+        actor: &Actor,
+        key: &str,
+        body: CommentBody,
+        visibility: Visibility,
+    ) -> Result<CommentView, StoreError> {
+        require_write(actor)?;
+        let m = visible(self.conn(), actor, key).await?;
+        let agent = is_agent(actor);
+        if visibility == Visibility::Internal && !agent {
+            return Err(StoreError::rule(
+                "incident.internal_note_forbidden",
+                ErrorClass::Forbidden,
+                Some("visibility"),
+                "only agents may write internal work notes",
+            ));
+        }
+        keel_incident::ensure_editable(parse_state(&m.state))?;
+        let t = now();
+        let id = CommentId::new();
+        let txn = self.conn().begin().await?;
+        comment::Entity::insert(comment::ActiveModel {
+            id: Set(id.0),
+            record_type: Set(KIND.as_str().to_owned()),
+            record_id: Set(m.id),
+            author_id: Set(actor.user_id.0),
+            body: Set(body.as_str().to_owned()),
+            visibility: Set(visibility.as_str().to_owned()),
+            created_at: Set(t),
+        })
+        .exec_without_returning(&txn)
+        .await?;
+        let internal = visibility == Visibility::Internal;
+        audit::write(
+            &txn,
+            Entry::new(
+                KIND,
+                m.id,
+                Some(actor.user_id),
+                if internal {
+                    "work_note_added"
+                } else {
+                    "comment_added"
+                },
+                t,
+            )
+            .change(None, Some(id.to_string()))
+            .internal(internal),
+        )
+        .await?;
+        let resume = (!agent && !internal && relation(actor, &m) == ActorRelation::Requester)
+            .then(|| {
+                let hold = m.hold_reason.as_deref().and_then(|h| h.parse().ok());
+                keel_incident::requester_reply(parse_state(&m.state), hold)
+            })
+            .flatten();
+        match resume {
+            Some(effects) => {
+                match apply_effects(&txn, Some(actor.user_id), &m, &effects, None, t).await {
+                    // Someone changed the incident meanwhile: keep the comment, skip the resume.
+                    Err(StoreError::VersionMismatch { .. }) => touch(&txn, m.id, t, false).await?,
+                    other => other?,
+                }
+            }
+            None => {
+                touch(&txn, m.id, t, agent && !internal).await?;
+                if agent && !internal {
+                    sla::sync_incident(&txn, m.id, SyncEvent::AgentUpdate, t).await?;
+                }
+            }
+        }
+        search::reindex(&txn, &m).await?;
+        if !internal {
+            let comment =
+                serde_json::json!({"id": id, "author_id": actor.user_id, "body": body.as_str()});
+            webhooks::emit_incident(
+                &txn,
+                "incident.commented",
+                m.id,
+                Some(("comment", comment)),
+                t,
+            )
+            .await?;
+            // The other side of the conversation hears of it, and so do watchers.
+            let mut audience = if agent {
+                vec![m.requester_id]
+            } else {
+                Audience::of(&m).workers(&txn).await?
+            };
+            audience.extend(notify::watchers_of(&txn, KIND.as_str(), m.id).await?);
+            let actor_name = notify::display_name(&txn, Some(actor.user_id)).await?;
+            let mut ctx = notify::incident_context(&m, actor_name.as_deref());
+            ctx.insert("comment".into(), body.as_str().into());
+            notify::enqueue(
+                &txn,
+                notify::Notice {
+                    event: Event::IncidentCommented,
+                    record_type: KIND.as_str(),
+                    record_id: m.id,
+                    actor: Some(actor.user_id),
+                    context: ctx,
+                    at: t,
+                },
+                audience,
+            )
+            .await?;
+        }
+        txn.commit().await?;
+        let users = user_refs(self.conn(), &[actor.user_id.0]).await?;
+        Ok(CommentView {
+            id,
+            author: user_ref(&users, actor.user_id.0),
+            body: body.into_string(),
+            visibility,
+            created_at: t,
+        })
+    }
+
+    /// The timeline's comments, oldest first; requesters see public ones only.
+    pub async fn list_comments(
+        &self,
+        actor: &Actor,
+        key: &str,
+        limit: Limit,
+        cursor: Option<&str>,
+    ) -> Result<Page<CommentView>, StoreError> {
+        let m = visible(self.conn(), actor, key).await?;
+        let mut q = comment::Entity::find()
+            .filter(comment::Column::RecordType.eq(KIND.as_str()))
+            .filter(comment::Column::RecordId.eq(m.id))
+            .order_by_asc(comment::Column::Id);
+        if !actor.can(Permission::IncidentReadAll) {
+            q = q.filter(comment::Column::Visibility.eq(Visibility::Public.as_str()));
+        }
+        if let Some(c) = cursor {
+            q = q.filter(comment::Column::Id.gt(uuid_cursor(c)?));
+        }
+        let mut rows = q.limit(u64::from(limit.get()) + 1).all(self.conn()).await?;
+        let next = page_next(&mut rows, limit, |c| id_cursor(c.id));
+        let authors: Vec<Uuid> = rows.iter().map(|c| c.author_id).collect();
+        let users = user_refs(self.conn(), &authors).await?;
+        let items = rows
+            .into_iter()
+            .map(|c| CommentView {
+                id: CommentId(c.id),
+                author: user_ref(&users, c.author_id),
+                visibility: c.visibility.parse().unwrap_or(Visibility::Internal),
+                body: c.body,
+                created_at: c.created_at,
+            })
+            .collect();
+        Ok(Page { items, next })
+    }
+
+    /// Checks the caller may attach to this incident; returns its id.
+    pub async fn attachable_incident(
+        &self,
+        actor: &Actor,
+        key: &str,
+    ) -> Result<IncidentId, StoreError> {
+        require_write(actor)?;
+        let m = visible(self.conn(), actor, key).await?;
+        keel_incident::ensure_editable(parse_state(&m.state))?;
+        Ok(IncidentId(m.id))
+    }
+
+    /// Records an attachment whose bytes are already stored.
+    pub async fn add_attachment(
+        &self,
+        actor: &Actor,
+        key: &str,
+        a: NewAttachment,
+    ) -> Result<AttachmentView, StoreError> {
+        require_write(actor)?;
+        let m = visible(self.conn(), actor, key).await?;
+        keel_incident::ensure_editable(parse_state(&m.state))?;
+        let t = now();
+        let txn = self.conn().begin().await?;
+        attachment::Entity::insert(attachment::ActiveModel {
+            id: Set(a.id.0),
+            record_type: Set(KIND.as_str().to_owned()),
+            record_id: Set(m.id),
+            uploader_id: Set(actor.user_id.0),
+            filename: Set(a.filename.clone()),
+            content_type: Set(a.content_type.clone()),
+            size_bytes: Set(a.size_bytes),
+            sha256: Set(a.sha256.clone()),
+            created_at: Set(t),
+        })
+        .exec_without_returning(&txn)
+        .await?;
+        audit::write(
+            &txn,
+            Entry::new(KIND, m.id, Some(actor.user_id), "attachment_added", t)
+                .change(None, Some(a.filename.clone())),
+        )
+        .await?;
+        touch(&txn, m.id, t, false).await?;
+        txn.commit().await?;
+        self.get_attachment(actor, key, a.id).await
+    }
+
+    pub async fn list_attachments(
+        &self,
+        actor: &Actor,
+        key: &str,
+    ) -> Result<Vec<AttachmentView>, StoreError> {
+        let m = visible(self.conn(), actor, key).await?;
+        let rows = attachment::Entity::find()
+            .filter(attachment::Column::RecordType.eq(KIND.as_str()))
+            .filter(attachment::Column::RecordId.eq(m.id))
+            .order_by_asc(attachment::Column::Id)
+            .all(self.conn())
+            .await?;
+        self.attachment_views(rows).await
+    }
+
+    pub async fn get_attachment(
+        &self,
+        actor: &Actor,
+        key: &str,
+        id: AttachmentId,
+    ) -> Result<AttachmentView, StoreError> {
+        let m = visible(self.conn(), actor, key).await?;
+        let row = attachment::Entity::find_by_id(id.0)
+            .filter(attachment::Column::RecordType.eq(KIND.as_str()))
+            .filter(attachment::Column::RecordId.eq(m.id))
+            .one(self.conn())
+            .await?
+            .ok_or(StoreError::NotFound("attachment"))?;
+        self.attachment_views(vec![row])
+            .await?
+            .pop()
+            .ok_or(StoreError::NotFound("attachment"))
+    }
+
+    async fn attachment_views(
+        &self,
+        rows: Vec<attachment::Model>,
+    ) -> Result<Vec<AttachmentView>, StoreError> {
+        let ids: Vec<Uuid> = rows.iter().map(|r| r.uploader_id).collect();
+        let users = user_refs(self.conn(), &ids).await?;
+        Ok(rows
+            .into_iter()
+            .map(|r| AttachmentView {
+                id: AttachmentId(r.id),
+                uploaded_by: user_ref(&users, r.uploader_id),
+                filename: r.filename,
+                content_type: r.content_type,
+                size_bytes: r.size_bytes,
+                sha256: r.sha256,
+                created_at: r.created_at,
+            })
+            .collect())
+    }
+
+    /// Links this incident to another (agents only). `kind` is seen from this
+    /// incident: `Parent` makes `target` its parent.
+    pub async fn add_link(
+        &self,
+        actor: &Actor,
+        key: &str,
+        kind: LinkKind,
+        target_key: &str,
+    ) -> Result<LinkView, StoreError> {
+        if !is_agent(actor) {
+            return Err(StoreError::forbidden(
+                "incident.link_forbidden",
+                "only agents may link incidents",
+            ));
+        }
+        let this = visible(self.conn(), actor, key).await?;
+        let other = find_model(self.conn(), target_key).await?.ok_or_else(|| {
+            StoreError::invalid("incident.unknown_link_target", "target", "no such incident")
+        })?;
+        if other.id == this.id {
+            return Err(StoreError::invalid(
+                "incident.self_link",
+                "target",
+                "an incident cannot be linked to itself",
+            ));
+        }
+        let (source, stored_kind, target) = match kind {
+            LinkKind::Parent => (&this, "child_of", &other),
+            LinkKind::Child => (&other, "child_of", &this),
+            LinkKind::DuplicateOf => (&this, "duplicate_of", &other),
+            LinkKind::DuplicatedBy => (&other, "duplicate_of", &this),
+        };
+        if stored_kind == "child_of" {
+            if self.parent_of(source.id).await?.is_some() {
+                return Err(StoreError::conflict(
+                    "incident.already_has_parent",
+                    "the child incident already has a parent",
+                ));
+            }
+            // The new parent must not descend from the child.
+            let mut cur = Some(target.id);
+            let mut hops = 0;
+            while let Some(id) = cur {
+                if id == source.id || hops > 1000 {
+                    return Err(StoreError::invalid(
+                        "incident.link_cycle",
+                        "target",
+                        "that link would make a cycle",
+                    ));
+                }
+                cur = self.parent_of(id).await?;
+                hops += 1;
+            }
+        }
+        let t = now();
+        let id = LinkId::new();
+        let txn = self.conn().begin().await?;
+        link::Entity::insert(link::ActiveModel {
+            id: Set(id.0),
+            source_type: Set(KIND.as_str().to_owned()),
+            source_id: Set(source.id),
+            kind: Set(stored_kind.to_owned()),
+            target_type: Set(KIND.as_str().to_owned()),
+            target_id: Set(target.id),
+            created_by: Set(actor.user_id.0),
+            created_at: Set(t),
+        })
+        .exec_without_returning(&txn)
+        .await
+        .map_err(|e| {
+            crate::error::on_unique(
+                e,
+                &[(
+                    "links_unique_key|links.source_type",
+                    "incident.link_exists",
+                    "the link exists",
+                )],
+            )
+        })?;
+        let number = |m: &incident::Model| RecordNumber::new(KIND, m.number).to_string();
+        for (rec, other_number) in [(this.id, number(&other)), (other.id, number(&this))] {
+            audit::write(
+                &txn,
+                Entry::new(KIND, rec, Some(actor.user_id), "link_added", t)
+                    .field(if rec == this.id {
+                        kind.as_str()
+                    } else {
+                        inverse(kind).as_str()
+                    })
+                    .change(None, Some(other_number)),
+            )
+            .await?;
+        }
+        txn.commit().await?;
+        Ok(LinkView {
+            id,
+            kind,
+            incident: incident_ref(&other),
+            created_at: t,
+        })
+    }
+
+    async fn parent_of(&self, child: Uuid) -> Result<Option<Uuid>, StoreError> {
+        Ok(link::Entity::find()
+            .filter(link::Column::SourceType.eq(KIND.as_str()))
+            .filter(link::Column::SourceId.eq(child))
+            .filter(link::Column::Kind.eq("child_of"))
+            .one(self.conn())
+            .await?
+            .map(|l| l.target_id))
+    }
+
+    /// Links of this incident to incidents the caller may read.
+    pub async fn list_links(&self, actor: &Actor, key: &str) -> Result<Vec<LinkView>, StoreError> {
+        let this = visible(self.conn(), actor, key).await?;
+        let rows = link::Entity::find()
+            .filter(
+                Condition::any()
+                    .add(
+                        Condition::all()
+                            .add(link::Column::SourceType.eq(KIND.as_str()))
+                            .add(link::Column::SourceId.eq(this.id)),
+                    )
+                    .add(
+                        Condition::all()
+                            .add(link::Column::TargetType.eq(KIND.as_str()))
+                            .add(link::Column::TargetId.eq(this.id)),
+                    ),
+            )
+            .order_by_asc(link::Column::CreatedAt)
+            .all(self.conn())
+            .await?;
+        let other_ids: Vec<Uuid> = rows
+            .iter()
+            .map(|l| {
+                if l.source_id == this.id {
+                    l.target_id
+                } else {
+                    l.source_id
+                }
+            })
+            .collect();
+        let reach = reach(actor)?;
+        let others: HashMap<Uuid, incident::Model> = incident::Entity::find()
+            .filter(incident::Column::Id.is_in(other_ids))
+            .filter(reach_condition(&reach))
+            .all(self.conn())
+            .await?
+            .into_iter()
+            .map(|m| (m.id, m))
+            .collect();
+        Ok(rows
+            .into_iter()
+            .filter_map(|l| {
+                let outgoing = l.source_id == this.id;
+                let other = others.get(if outgoing { &l.target_id } else { &l.source_id })?;
+                let kind = match (l.kind.as_str(), outgoing) {
+                    ("child_of", true) => LinkKind::Parent,
+                    ("child_of", false) => LinkKind::Child,
+                    ("duplicate_of", true) => LinkKind::DuplicateOf,
+                    _ => LinkKind::DuplicatedBy,
+                };
+                Some(LinkView {
+                    id: LinkId(l.id),
+                    kind,
+                    incident: incident_ref(other),
+                    created_at: l.created_at,
+                })
+            })
+            .collect())
+    }
+
+    pub async fn remove_link(
+        &self,
+        actor: &Actor,
+        key: &str,
+        link_id: LinkId,
+    ) -> Result<(), StoreError> {
+        if !is_agent(actor) {
+            return Err(StoreError::forbidden(
+                "incident.link_forbidden",
+                "only agents may unlink incidents",
+            ));
+        }
+        let this = visible(self.conn(), actor, key).await?;
+        let l = link::Entity::find_by_id(link_id.0)
+            .one(self.conn())
+            .await?
+            .filter(|l| l.source_id == this.id || l.target_id == this.id)
+            .ok_or(StoreError::NotFound("link"))?;
+        let t = now();
+        let txn = self.conn().begin().await?;
+        link::Entity::delete_by_id(l.id).exec(&txn).await?;
+        for rec in [l.source_id, l.target_id] {
+            audit::write(
+                &txn,
+                Entry::new(KIND, rec, Some(actor.user_id), "link_removed", t)
+                    .field(if l.kind == "child_of" {
+                        "parent"
+                    } else {
+                        "duplicate_of"
+                    })
+                    .change(Some(l.id.to_string()), None),
+            )
+            .await?;
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Adds a watcher. Agents may add anyone; others only themselves.
+    pub async fn add_watcher(
+        &self,
+        actor: &Actor,
+        key: &str,
+        user_key: &str,
+    ) -> Result<Vec<UserRef>, StoreError> {
+        require_write(actor)?;
+        let m = visible(self.conn(), actor, key).await?;
+        let user = if is_agent(actor) {
+            self.resolve_user(user_key)
+                .await?
+                .filter(|u| u.active)
+                .ok_or_else(|| {
+                    StoreError::invalid("incident.unknown_user", "user", "no such active user")
+                })?
+                .id
+        } else if user_key.eq_ignore_ascii_case(&actor.username)
+            || user_key == actor.user_id.0.to_string()
+        {
+            actor.user_id
+        } else {
+            return Err(StoreError::forbidden(
+                "incident.watcher_forbidden",
+                "requesters may only add themselves as watchers",
+            ));
+        };
+        if !is_watcher(self.conn(), m.id, user).await? {
+            let t = now();
+            let txn = self.conn().begin().await?;
+            watcher::Entity::insert(watcher::ActiveModel {
+                record_type: Set(KIND.as_str().to_owned()),
+                record_id: Set(m.id),
+                user_id: Set(user.0),
+                created_at: Set(t),
+            })
+            .on_conflict(
+                sea_orm::sea_query::OnConflict::columns([
+                    watcher::Column::RecordType,
+                    watcher::Column::RecordId,
+                    watcher::Column::UserId,
+                ])
+                .do_nothing()
+                .to_owned(),
+            )
+            .exec_without_returning(&txn)
+            .await?;
+            audit::write(
+                &txn,
+                Entry::new(KIND, m.id, Some(actor.user_id), "watcher_added", t)
+                    .change(None, Some(user.to_string())),
+            )
+            .await?;
+            txn.commit().await?;
+        }
+        self.list_watchers(actor, key).await
+    }
+
+    pub async fn remove_watcher(
+        &self,
+        actor: &Actor,
+        key: &str,
+        user: UserId,
+    ) -> Result<(), StoreError> {
+        require_write(actor)?;
+        let m = visible(self.conn(), actor, key).await?;
+        if !is_agent(actor) && user != actor.user_id {
+            return Err(StoreError::forbidden(
+                "incident.watcher_forbidden",
+                "requesters may only remove themselves",
+            ));
+        }
+        let t = now();
+        let txn = self.conn().begin().await?;
+        let res = watcher::Entity::delete_by_id((KIND.as_str().to_owned(), m.id, user.0))
+            .exec(&txn)
+            .await?;
+        if res.rows_affected == 0 {
+            return Err(StoreError::NotFound("watcher"));
+        }
+        audit::write(
+            &txn,
+            Entry::new(KIND, m.id, Some(actor.user_id), "watcher_removed", t)
+                .change(Some(user.to_string()), None),
+        )
+        .await?;
+        txn.commit().await?;
+        Ok(())
+    }
+
+    pub async fn list_watchers(
+        &self,
+        actor: &Actor,
+        key: &str,
+    ) -> Result<Vec<UserRef>, StoreError> {
+        let m = visible(self.conn(), actor, key).await?;
+        let ids: Vec<Uuid> = watcher::Entity::find()
+            .filter(watcher::Column::RecordType.eq(KIND.as_str()))
+            .filter(watcher::Column::RecordId.eq(m.id))
+            .all(self.conn())
+            .await?
+            .into_iter()
+            .map(|w| w.user_id)
+            .collect();
+        let mut refs: Vec<UserRef> = user_refs(self.conn(), &ids).await?.into_values().collect();
+        refs.sort_by(|a, b| a.username.cmp(&b.username));
+        Ok(refs)
+    }
+
+    /// Closes incidents resolved longer ago than `after` (the requester did
+    /// not confirm or reopen them), at most `batch` at a time; the history
+    /// records the system as the actor. Safe on several nodes at once: each
+    /// close is version-checked, so a row closed elsewhere is skipped.
+    pub async fn auto_close_resolved(
+        &self,
+        after: chrono::Duration,
+        batch: u64,
+    ) -> Result<u64, StoreError> {
+        let cutoff = now() - after;
+        let due = incident::Entity::find()
+            .filter(incident::Column::State.eq(State::Resolved.as_str()))
+            .filter(incident::Column::ResolvedAt.lt(cutoff))
+            .order_by_asc(incident::Column::ResolvedAt)
+            .limit(batch)
+            .all(self.conn())
+            .await?;
+        let mut closed = 0;
+        for m in due {
+            let input = TransitionInput::new(ActorRelation::Agent);
+            let Ok(effects) = keel_incident::apply(State::Resolved, Action::Close, &input) else {
+                continue;
+            };
+            let txn = self.conn().begin().await?;
+            match apply_effects(&txn, None, &m, &effects, None, now()).await {
+                Ok(()) => {
+                    txn.commit().await?;
+                    closed += 1;
+                }
+                Err(StoreError::VersionMismatch { .. }) => {}
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(closed)
+    }
+
+    /// The audit history, oldest first; requesters never see internal entries.
+    pub async fn incident_history(
+        &self,
+        actor: &Actor,
+        key: &str,
+        limit: Limit,
+        cursor: Option<&str>,
+    ) -> Result<Page<HistoryEntry>, StoreError> {
+        let m = visible(self.conn(), actor, key).await?;
+        let mut q = audit_event::Entity::find()
+            .filter(audit_event::Column::RecordType.eq(KIND.as_str()))
+            .filter(audit_event::Column::RecordId.eq(m.id))
+            .order_by_asc(audit_event::Column::Id);
+        if !actor.can(Permission::IncidentReadAll) {
+            q = q.filter(audit_event::Column::Visibility.eq("public"));
+        }
+        if let Some(c) = cursor {
+            let c = Cursor::decode(
+                c,
+                Sort {
+                    field: IdSort,
+                    dir: SortDir::Asc,
+                },
+            )?;
+            q = q.filter(
+                audit_event::Column::Id.gt(c.value.as_i64().ok_or(QueryError::InvalidCursor)?),
+            );
+        }
+        let mut rows = q.limit(u64::from(limit.get()) + 1).all(self.conn()).await?;
+        let next = page_next(&mut rows, limit, |e| Cursor {
+            sort: "id".into(),
+            dir: SortDir::Asc,
+            value: e.id.into(),
+            tiebreak: serde_json::Value::Null,
+        });
+        let ids: Vec<Uuid> = rows.iter().filter_map(|e| e.actor_id).collect();
+        let users = user_refs(self.conn(), &ids).await?;
+        Ok(Page {
+            items: rows
+                .into_iter()
+                .map(|e| HistoryEntry {
+                    id: e.id,
+                    actor: e.actor_id.and_then(|a| users.get(&a).cloned()),
+                    action: e.action,
+                    field: e.field,
+                    old_value: e.old_value,
+                    new_value: e.new_value,
+                    created_at: e.created_at,
+                })
+                .collect(),
+            next,
+        })
+    }
+}
+
+/// Timeline entries page by their (time-ordered) id.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct IdSort;
+impl SortField for IdSort {
+    const ALL: &'static [Self] = &[IdSort];
+    fn name(self) -> &'static str {
+        "id"
+    }
+}
+
+fn id_cursor(id: Uuid) -> Cursor {
+    Cursor {
+        sort: "id".into(),
+        dir: SortDir::Asc,
+        value: id.to_string().into(),
+        tiebreak: serde_json::Value::Null,
+    }
+}
+
+fn uuid_cursor(raw: &str) -> Result<Uuid, StoreError> {
+    let c = Cursor::decode(
+        raw,
+        Sort {
+            field: IdSort,
+            dir: SortDir::Asc,
+        },
+    )?;
+    let s = c.value.as_str().ok_or(QueryError::InvalidCursor)?;
+    Ok(Uuid::parse_str(s).map_err(|_| QueryError::InvalidCursor)?)
+}
+
+fn inverse(k: LinkKind) -> LinkKind {
+    match k {
+        LinkKind::Parent => LinkKind::Child,
+        LinkKind::Child => LinkKind::Parent,
+        LinkKind::DuplicateOf => LinkKind::DuplicatedBy,
+        LinkKind::DuplicatedBy => LinkKind::DuplicateOf,
+    }
+}
+
+fn incident_ref(m: &incident::Model) -> IncidentRef {
+    IncidentRef {
+        id: IncidentId(m.id),
+        number: RecordNumber::new(KIND, m.number),
+        title: m.title.clone(),
+        state: parse_state(&m.state),
+    }
+}
+
+/// Persists one transition's effects and its history entries.
+async fn apply_effects(
+    txn: &DatabaseTransaction,
+    actor: Option<UserId>,
+    m: &incident::Model,
+    e: &keel_incident::Effects,
+    assign_to: Option<Uuid>,
+    t: Timestamp,
+) -> Result<(), StoreError> {
+    let mut am = incident::ActiveModel {
+        state: Set(e.to.as_str().to_owned()),
+        hold_reason: Set(e.hold_reason.map(|h| h.as_str().to_owned())),
+        version: Set(m.version + 1),
+        updated_at: Set(t),
+        ..Default::default()
+    };
+    if let Some((code, notes)) = &e.resolution {
+        am.resolution_code = Set(Some(code.as_str().to_owned()));
+        am.resolution_notes = Set(Some(notes.clone()));
+    }
+    if e.clear_resolution {
+        am.resolution_code = Set(None);
+        am.resolution_notes = Set(None);
+        am.resolved_at = Set(None);
+    }
+    if e.stamp_resolved {
+        am.resolved_at = Set(Some(t));
+    }
+    if e.stamp_closed {
+        am.closed_at = Set(Some(t));
+    }
+    if e.stamp_cancelled {
+        am.cancelled_at = Set(Some(t));
+    }
+    if e.counts_as_response && m.first_response_at.is_none() {
+        am.first_response_at = Set(Some(t));
+    }
+    if let Some(a) = assign_to {
+        am.assignee_id = Set(Some(a));
+    }
+    save(txn, am, m.id, m.version).await?;
+    sla::sync_incident(txn, m.id, SyncEvent::Changed, t).await?;
+    webhooks::emit_incident(
+        txn,
+        "incident.transitioned",
+        m.id,
+        Some(("previous_state", m.state.clone().into())),
+        t,
+    )
+    .await?;
+    let actor_name = notify::display_name(txn, actor).await?;
+    let mut ctx = notify::incident_context(m, actor_name.as_deref());
+    ctx.insert("state".into(), e.to.as_str().into());
+    ctx.insert("previous_state".into(), m.state.clone().into());
+    if let Some(h) = e.hold_reason {
+        ctx.insert("hold_reason".into(), h.as_str().into());
+    }
+    if let Some((code, notes)) = &e.resolution {
+        ctx.insert("resolution_code".into(), code.as_str().into());
+        ctx.insert("resolution_notes".into(), notes.clone().into());
+    }
+    let mut audience = vec![m.requester_id];
+    audience.extend(notify::watchers_of(txn, KIND.as_str(), m.id).await?);
+    notify::enqueue(
+        txn,
+        notify::Notice {
+            event: Event::IncidentTransitioned,
+            record_type: KIND.as_str(),
+            record_id: m.id,
+            actor,
+            context: ctx,
+            at: t,
+        },
+        audience,
+    )
+    .await?;
+    let mut new_state = e.to.as_str().to_owned();
+    if let Some(h) = e.hold_reason {
+        new_state = format!("{new_state} ({})", h.as_str());
+    }
+    if let Some((code, _)) = &e.resolution {
+        new_state = format!("{new_state} ({})", code.as_str());
+    }
+    let state_change = Entry::new(KIND, m.id, actor, "transition", t)
+        .field("state")
+        .change(Some(m.state.clone()), Some(new_state));
+    audit::write(txn, state_change).await?;
+    if let Some(a) = assign_to {
+        let assigned = Entry::new(KIND, m.id, actor, "updated", t)
+            .field("assignee")
+            .change(m.assignee_id.map(|x| x.to_string()), Some(a.to_string()));
+        audit::write(txn, assigned).await?;
+    }
+    Ok(())
+}

@@ -1,0 +1,104 @@
+//! Persistence for Keel: sea-orm entities, queries and transactions, one
+//! module per practice. Use cases that change a record run in one transaction
+//! with their audit entries, so a crash never leaves a change without its
+//! history. Nothing outside this crate (and `migrations`) knows SQL.
+
+mod audit;
+pub mod directory;
+pub mod entities;
+mod error;
+pub mod idempotency;
+pub mod incidents;
+pub mod notify;
+mod search;
+pub mod sessions;
+pub mod settings;
+pub mod sla;
+pub mod webhooks;
+
+pub use error::StoreError;
+
+use std::time::Duration;
+
+use keel_migrations::{Migrator, MigratorTrait};
+use sea_orm::{ConnectOptions, Database, DatabaseBackend, DatabaseConnection};
+
+/// A handle to Keel's database; cheap to clone (a pool inside).
+#[derive(Clone, Debug)]
+pub struct Store {
+    db: DatabaseConnection,
+}
+
+/// How many connections the pool holds and how many are idle.
+#[derive(Debug, Clone, Copy)]
+pub struct PoolStats {
+    pub size: u32,
+    pub idle: u32,
+    pub max: u32,
+}
+
+impl Store {
+    /// Connects to `url` (`sqlite://path?mode=rwc` or `postgres://...`).
+    /// SQLite connections are configured one by one: WAL, full sync (a
+    /// committed write survives a crash), a busy timeout and foreign keys.
+    pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        let mut opts = ConnectOptions::new(url.to_owned());
+        opts.max_connections(max_connections)
+            .min_connections(1)
+            .connect_timeout(Duration::from_secs(5))
+            .acquire_timeout(Duration::from_secs(5))
+            .sqlx_logging(false)
+            .map_sqlx_sqlite_opts(|o| {
+                o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Full)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true)
+            });
+        let db = Database::connect(opts).await.map_err(StoreError::from)?;
+        Ok(Store { db })
+    }
+
+    /// Applies every pending migration.
+    pub async fn migrate(&self) -> Result<(), StoreError> {
+        Migrator::up(&self.db, None).await.map_err(StoreError::from)
+    }
+
+    /// Whether the database answers.
+    pub async fn ping(&self) -> bool {
+        self.db.ping().await.is_ok()
+    }
+
+    pub fn backend(&self) -> DatabaseBackend {
+        self.db.get_database_backend()
+    }
+
+    pub fn pool_stats(&self) -> PoolStats {
+        match self.backend() {
+            DatabaseBackend::Postgres => {
+                let p = self.db.get_postgres_connection_pool();
+                PoolStats {
+                    size: p.size(),
+                    idle: u32::try_from(p.num_idle()).unwrap_or(u32::MAX),
+                    max: p.options().get_max_connections(),
+                }
+            }
+            _ => {
+                let p = self.db.get_sqlite_connection_pool();
+                PoolStats {
+                    size: p.size(),
+                    idle: u32::try_from(p.num_idle()).unwrap_or(u32::MAX),
+                    max: p.options().get_max_connections(),
+                }
+            }
+        }
+    }
+
+    /// Closes the pool (used by tests before dropping a database).
+    pub async fn close(self) {
+        let _ = self.db.close().await;
+    }
+
+    pub(crate) fn conn(&self) -> &DatabaseConnection {
+        &self.db
+    }
+}

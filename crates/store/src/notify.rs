@@ -1,0 +1,429 @@
+//! The notification outbox. A change that should tell someone writes one
+//! row per recipient in its own transaction, with a snapshot of what to say
+//! (`context`); the delivery worker claims due rows, renders and sends them,
+//! and marks them sent only after the mail server accepted them.
+
+use std::collections::HashSet;
+
+use chrono::Duration;
+use keel_core::UserId;
+use keel_core::time::{Timestamp, now};
+use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect,
+};
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::entities::{group_member, incident, notification_pref, outbox, user, watcher};
+use crate::{Store, StoreError};
+
+/// What happened, as recipients opt in or out of it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Event {
+    /// An incident was raised (to its requester).
+    IncidentCreated,
+    /// An incident was assigned (to the assignee, or the group's members).
+    IncidentAssigned,
+    /// A public comment (to the other side of the conversation and watchers).
+    IncidentCommented,
+    /// A state change (to the requester and watchers).
+    IncidentTransitioned,
+    /// An SLA warning (to the assignee, or the group's members).
+    SlaWarning,
+    /// An SLA breach (to the assignee, or the group's members).
+    SlaBreached,
+}
+
+impl Event {
+    pub const ALL: [Event; 6] = [
+        Event::IncidentCreated,
+        Event::IncidentAssigned,
+        Event::IncidentCommented,
+        Event::IncidentTransitioned,
+        Event::SlaWarning,
+        Event::SlaBreached,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Event::IncidentCreated => "incident.created",
+            Event::IncidentAssigned => "incident.assigned",
+            Event::IncidentCommented => "incident.commented",
+            Event::IncidentTransitioned => "incident.transitioned",
+            Event::SlaWarning => "sla.warning",
+            Event::SlaBreached => "sla.breached",
+        }
+    }
+
+    pub fn parse(s: &str) -> Option<Event> {
+        Event::ALL.into_iter().find(|e| e.as_str() == s)
+    }
+}
+
+/// A claimed outbox row, ready to render and send.
+#[derive(Debug, Clone)]
+pub struct OutboxMessage {
+    pub id: Uuid,
+    pub event: String,
+    pub record_type: String,
+    pub record_id: Uuid,
+    /// The recipient's email address.
+    pub recipient: String,
+    pub context: Value,
+    /// Delivery attempts so far, this one included.
+    pub attempts: i32,
+    pub created_at: Timestamp,
+}
+
+/// Who hears about an incident, by role in it.
+pub(crate) struct Audience {
+    pub assignee: Option<Uuid>,
+    pub group: Option<Uuid>,
+}
+
+impl Audience {
+    pub fn of(m: &incident::Model) -> Self {
+        Audience {
+            assignee: m.assignee_id,
+            group: m.assignment_group_id,
+        }
+    }
+
+    /// The assignee, or every member of the group when nobody is assigned.
+    pub async fn workers<C: ConnectionTrait>(&self, db: &C) -> Result<Vec<Uuid>, StoreError> {
+        if let Some(a) = self.assignee {
+            return Ok(vec![a]);
+        }
+        let Some(g) = self.group else {
+            return Ok(vec![]);
+        };
+        Ok(group_member::Entity::find()
+            .filter(group_member::Column::GroupId.eq(g))
+            .all(db)
+            .await?
+            .into_iter()
+            .map(|m| m.user_id)
+            .collect())
+    }
+}
+
+pub(crate) async fn watchers_of<C: ConnectionTrait>(
+    db: &C,
+    record_type: &str,
+    id: Uuid,
+) -> Result<Vec<Uuid>, StoreError> {
+    Ok(watcher::Entity::find()
+        .filter(watcher::Column::RecordType.eq(record_type))
+        .filter(watcher::Column::RecordId.eq(id))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|w| w.user_id)
+        .collect())
+}
+
+/// The facts of an incident every template may use.
+pub(crate) fn incident_context(
+    m: &incident::Model,
+    actor: Option<&str>,
+) -> serde_json::Map<String, Value> {
+    let mut c = serde_json::Map::new();
+    c.insert(
+        "number".into(),
+        keel_core::RecordNumber::new(keel_core::RecordKind::Incident, m.number)
+            .to_string()
+            .into(),
+    );
+    c.insert("title".into(), m.title.clone().into());
+    c.insert("state".into(), m.state.clone().into());
+    c.insert("priority".into(), m.priority.into());
+    c.insert("actor".into(), actor.unwrap_or("Keel").into());
+    c
+}
+
+/// What to tell, about which record, on whose behalf.
+pub(crate) struct Notice<'a> {
+    pub event: Event,
+    pub record_type: &'a str,
+    pub record_id: Uuid,
+    /// Who caused it; never notified of their own action.
+    pub actor: Option<UserId>,
+    pub context: serde_json::Map<String, Value>,
+    pub at: Timestamp,
+}
+
+/// A pending outbox row.
+fn pending_row(
+    event: Event,
+    record_type: &str,
+    record_id: Uuid,
+    recipient_id: Option<Uuid>,
+    recipient: String,
+    context: String,
+    t: Timestamp,
+) -> outbox::ActiveModel {
+    outbox::ActiveModel {
+        id: Set(Uuid::now_v7()),
+        channel: Set("email".into()),
+        event: Set(event.as_str().into()),
+        record_type: Set(record_type.to_owned()),
+        record_id: Set(record_id),
+        recipient_id: Set(recipient_id),
+        recipient: Set(recipient),
+        context: Set(context),
+        status: Set("pending".into()),
+        attempts: Set(0),
+        next_attempt_at: Set(t),
+        last_error: Set(None),
+        created_at: Set(t),
+        sent_at: Set(None),
+    }
+}
+
+/// Writes one outbox row per recipient: deduplicated, without the actor,
+/// inactive users, or anyone who opted out of the event.
+pub(crate) async fn enqueue<C: ConnectionTrait>(
+    db: &C,
+    notice: Notice<'_>,
+    recipients: impl IntoIterator<Item = Uuid>,
+) -> Result<(), StoreError> {
+    let Notice {
+        event,
+        record_type,
+        record_id,
+        actor,
+        context,
+        at: t,
+    } = notice;
+    let mut seen = HashSet::new();
+    let ids: Vec<Uuid> = recipients
+        .into_iter()
+        .filter(|id| Some(*id) != actor.map(|a| a.0))
+        .filter(|id| seen.insert(*id))
+        .collect();
+    if ids.is_empty() {
+        return Ok(());
+    }
+    let opted_out: HashSet<Uuid> = notification_pref::Entity::find()
+        .filter(notification_pref::Column::UserId.is_in(ids.iter().copied()))
+        .filter(notification_pref::Column::Event.eq(event.as_str()))
+        .filter(notification_pref::Column::Enabled.eq(false))
+        .all(db)
+        .await?
+        .into_iter()
+        .map(|p| p.user_id)
+        .collect();
+    let users = user::Entity::find()
+        .filter(user::Column::Id.is_in(ids.iter().copied()))
+        .filter(user::Column::Active.eq(true))
+        .all(db)
+        .await?;
+    let context = Value::Object(context).to_string();
+    for u in users.into_iter().filter(|u| !opted_out.contains(&u.id)) {
+        let row = pending_row(
+            event,
+            record_type,
+            record_id,
+            Some(u.id),
+            u.email,
+            context.clone(),
+            t,
+        );
+        outbox::Entity::insert(row)
+            .exec_without_returning(db)
+            .await?;
+    }
+    Ok(())
+}
+
+/// Writes one outbox row to an address that is not a user's (a manager's
+/// escalation address, say).
+pub(crate) async fn enqueue_address<C: ConnectionTrait>(
+    db: &C,
+    notice: Notice<'_>,
+    email: &str,
+) -> Result<(), StoreError> {
+    let Notice {
+        event,
+        record_type,
+        record_id,
+        context,
+        at: t,
+        ..
+    } = notice;
+    let row = pending_row(
+        event,
+        record_type,
+        record_id,
+        None,
+        email.to_owned(),
+        Value::Object(context).to_string(),
+        t,
+    );
+    outbox::Entity::insert(row)
+        .exec_without_returning(db)
+        .await?;
+    Ok(())
+}
+
+/// A user's display name, for "who did it" in messages.
+pub(crate) async fn display_name<C: ConnectionTrait>(
+    db: &C,
+    id: Option<UserId>,
+) -> Result<Option<String>, StoreError> {
+    let Some(id) = id else { return Ok(None) };
+    Ok(user::Entity::find_by_id(id.0)
+        .one(db)
+        .await?
+        .map(|u| u.display_name))
+}
+
+impl Store {
+    /// Claims up to `batch` due messages for `lease`: each is taken with a
+    /// conditional update, so two nodes never send the same one, and one
+    /// whose node died is taken again once the lease runs out.
+    pub async fn outbox_claim(
+        &self,
+        batch: u64,
+        lease: Duration,
+    ) -> Result<Vec<OutboxMessage>, StoreError> {
+        let t = now();
+        let due = outbox::Entity::find()
+            .filter(outbox::Column::Status.eq("pending"))
+            .filter(outbox::Column::NextAttemptAt.lte(t))
+            .order_by_asc(outbox::Column::NextAttemptAt)
+            .limit(batch)
+            .all(self.conn())
+            .await?;
+        let mut claimed = Vec::new();
+        for row in due {
+            let res = outbox::Entity::update_many()
+                .col_expr(outbox::Column::NextAttemptAt, Expr::value(t + lease))
+                .col_expr(outbox::Column::Attempts, Expr::value(row.attempts + 1))
+                .filter(outbox::Column::Id.eq(row.id))
+                .filter(outbox::Column::Status.eq("pending"))
+                .filter(outbox::Column::NextAttemptAt.eq(row.next_attempt_at))
+                .exec(self.conn())
+                .await?;
+            if res.rows_affected == 1 {
+                claimed.push(OutboxMessage {
+                    id: row.id,
+                    context: serde_json::from_str(&row.context).unwrap_or(Value::Null),
+                    event: row.event,
+                    record_type: row.record_type,
+                    record_id: row.record_id,
+                    recipient: row.recipient,
+                    attempts: row.attempts + 1,
+                    created_at: row.created_at,
+                });
+            }
+        }
+        Ok(claimed)
+    }
+
+    /// The mail server accepted the message.
+    pub async fn outbox_sent(&self, id: Uuid) -> Result<(), StoreError> {
+        outbox::Entity::update_many()
+            .col_expr(outbox::Column::Status, Expr::value("sent"))
+            .col_expr(outbox::Column::SentAt, Expr::value(Some(now())))
+            .col_expr(
+                outbox::Column::LastError,
+                Expr::value(Option::<String>::None),
+            )
+            .filter(outbox::Column::Id.eq(id))
+            .exec(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Sending failed for a reason that may pass: try again at `at`.
+    pub async fn outbox_retry(
+        &self,
+        id: Uuid,
+        error: &str,
+        at: Timestamp,
+    ) -> Result<(), StoreError> {
+        outbox::Entity::update_many()
+            .col_expr(outbox::Column::NextAttemptAt, Expr::value(at))
+            .col_expr(
+                outbox::Column::LastError,
+                Expr::value(Some(error.chars().take(500).collect::<String>())),
+            )
+            .filter(outbox::Column::Id.eq(id))
+            .exec(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// The mail server refused the message for good (a bad address, say).
+    pub async fn outbox_failed(&self, id: Uuid, error: &str) -> Result<(), StoreError> {
+        outbox::Entity::update_many()
+            .col_expr(outbox::Column::Status, Expr::value("failed"))
+            .col_expr(
+                outbox::Column::LastError,
+                Expr::value(Some(error.chars().take(500).collect::<String>())),
+            )
+            .filter(outbox::Column::Id.eq(id))
+            .exec(self.conn())
+            .await?;
+        Ok(())
+    }
+
+    /// Every event with whether `user` is notified of it (default yes).
+    pub async fn notification_prefs(&self, user: UserId) -> Result<Vec<(Event, bool)>, StoreError> {
+        let off: HashSet<String> = notification_pref::Entity::find()
+            .filter(notification_pref::Column::UserId.eq(user.0))
+            .filter(notification_pref::Column::Enabled.eq(false))
+            .all(self.conn())
+            .await?
+            .into_iter()
+            .map(|p| p.event)
+            .collect();
+        Ok(Event::ALL
+            .into_iter()
+            .map(|e| (e, !off.contains(e.as_str())))
+            .collect())
+    }
+
+    pub async fn set_notification_pref(
+        &self,
+        user: UserId,
+        event: Event,
+        enabled: bool,
+    ) -> Result<(), StoreError> {
+        notification_pref::Entity::insert(notification_pref::ActiveModel {
+            user_id: Set(user.0),
+            event: Set(event.as_str().into()),
+            enabled: Set(enabled),
+        })
+        .on_conflict(
+            OnConflict::columns([
+                notification_pref::Column::UserId,
+                notification_pref::Column::Event,
+            ])
+            .update_column(notification_pref::Column::Enabled)
+            .to_owned(),
+        )
+        .exec_without_returning(self.conn())
+        .await?;
+        Ok(())
+    }
+
+    /// Outbox counts by status, for metrics and tests.
+    pub async fn outbox_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
+        let rows: Vec<(String, i64)> = outbox::Entity::find()
+            .select_only()
+            .column(outbox::Column::Status)
+            .column_as(outbox::Column::Id.count(), "n")
+            .group_by(outbox::Column::Status)
+            .into_tuple()
+            .all(self.conn())
+            .await?;
+        Ok(rows
+            .into_iter()
+            .map(|(s, n)| (s, u64::try_from(n).unwrap_or(0)))
+            .collect())
+    }
+}

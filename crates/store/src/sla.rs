@@ -1,0 +1,1026 @@
+//! SLA persistence: calendars, ordered policies, and the timers of each
+//! record. Timers are brought up to date inside the transaction of every
+//! change to their record ([`sync_incident`]); the worker step
+//! ([`Store::sla_step`]) records warnings and breaches and escalates.
+
+use std::collections::HashMap;
+
+use chrono::Duration;
+use keel_core::time::{Timestamp, now};
+use keel_core::{ErrorClass, RecordKind};
+use keel_sla::{
+    Calendar, CalendarSpec, Clock, EscalationAction, Facts, Pause, PolicySpec, TargetKind, Timer,
+    TimerState, TimerStatus, Trigger, crossed, next_check,
+};
+use sea_orm::sea_query::{Condition, Expr, Query};
+use sea_orm::{
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
+    QuerySelect, TransactionTrait,
+};
+use uuid::Uuid;
+
+use crate::audit::{self, Entry};
+use crate::entities::{incident, sla_calendar, sla_policy, sla_timer};
+use crate::error::on_unique;
+use crate::{Store, StoreError};
+
+const KIND: RecordKind = RecordKind::Incident;
+
+/// How long a worker owns a claimed timer before another may take it.
+const LEASE_SECS: i64 = 60;
+
+/// A stored business calendar.
+#[derive(Debug, Clone)]
+pub struct CalendarView {
+    pub id: Uuid,
+    pub name: String,
+    pub spec: CalendarSpec,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// A stored policy.
+#[derive(Debug, Clone)]
+pub struct PolicyView {
+    pub id: Uuid,
+    pub name: String,
+    /// Lower positions are tried first; the first matching policy applies.
+    pub position: i32,
+    pub active: bool,
+    pub spec: PolicySpec,
+    pub created_at: Timestamp,
+    pub updated_at: Timestamp,
+}
+
+/// One SLA target of a record, as of now.
+#[derive(Debug, Clone)]
+pub struct SlaTimerView {
+    pub kind: TargetKind,
+    pub policy_id: Option<Uuid>,
+    pub target_secs: i64,
+    pub status: TimerStatus,
+    pub breached_at: Option<Timestamp>,
+}
+
+/// What changed in the record, for the timers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum SyncEvent {
+    /// Any change (creation, fields, state).
+    Changed,
+    /// An agent's public update: restarts the next-update target.
+    AgentUpdate,
+}
+
+fn invalid(e: &keel_sla::SlaError) -> StoreError {
+    use keel_core::DomainError;
+    StoreError::rule(e.code(), ErrorClass::Invalid, None, e.to_string())
+}
+
+fn parse_spec<T: serde::de::DeserializeOwned>(json: &str) -> Result<T, StoreError> {
+    serde_json::from_str(json).map_err(|e| {
+        StoreError::Db(sea_orm::DbErr::Custom(format!(
+            "stored SLA definition unreadable: {e}"
+        )))
+    })
+}
+
+fn to_json<T: serde::Serialize>(v: &T) -> String {
+    serde_json::to_string(v).unwrap_or_default()
+}
+
+fn calendar_view(m: sla_calendar::Model) -> Result<CalendarView, StoreError> {
+    Ok(CalendarView {
+        id: m.id,
+        spec: parse_spec(&m.definition)?,
+        name: m.name,
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+    })
+}
+
+fn policy_view(m: sla_policy::Model) -> Result<PolicyView, StoreError> {
+    Ok(PolicyView {
+        id: m.id,
+        spec: parse_spec(&m.definition)?,
+        name: m.name,
+        position: m.position,
+        active: m.active,
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+    })
+}
+
+const CALENDAR_UNIQUE: &[(&str, &str, &str)] = &[(
+    "sla_calendars_name_key|sla_calendars.name",
+    "sla.calendar_name_taken",
+    "a calendar with that name exists",
+)];
+const POLICY_UNIQUE: &[(&str, &str, &str)] = &[(
+    "sla_policies_name_key|sla_policies.name",
+    "sla.policy_name_taken",
+    "a policy with that name exists",
+)];
+
+impl Store {
+    pub async fn create_calendar(
+        &self,
+        name: &str,
+        spec: CalendarSpec,
+    ) -> Result<CalendarView, StoreError> {
+        Calendar::try_from(spec.clone()).map_err(|e| invalid(&e))?;
+        let t = now();
+        let id = Uuid::now_v7();
+        sla_calendar::Entity::insert(sla_calendar::ActiveModel {
+            id: Set(id),
+            name: Set(name.to_owned()),
+            definition: Set(to_json(&spec)),
+            created_at: Set(t),
+            updated_at: Set(t),
+        })
+        .exec_without_returning(self.conn())
+        .await
+        .map_err(|e| on_unique(e, CALENDAR_UNIQUE))?;
+        self.get_calendar(id).await
+    }
+
+    pub async fn get_calendar(&self, id: Uuid) -> Result<CalendarView, StoreError> {
+        let m = sla_calendar::Entity::find_by_id(id)
+            .one(self.conn())
+            .await?
+            .ok_or(StoreError::NotFound("calendar"))?;
+        calendar_view(m)
+    }
+
+    pub async fn list_calendars(&self) -> Result<Vec<CalendarView>, StoreError> {
+        sla_calendar::Entity::find()
+            .order_by_asc(sla_calendar::Column::Name)
+            .all(self.conn())
+            .await?
+            .into_iter()
+            .map(calendar_view)
+            .collect()
+    }
+
+    pub async fn update_calendar(
+        &self,
+        id: Uuid,
+        name: Option<&str>,
+        spec: Option<CalendarSpec>,
+    ) -> Result<CalendarView, StoreError> {
+        let m = sla_calendar::Entity::find_by_id(id)
+            .one(self.conn())
+            .await?
+            .ok_or(StoreError::NotFound("calendar"))?;
+        let mut am: sla_calendar::ActiveModel = m.into();
+        if let Some(n) = name {
+            am.name = Set(n.to_owned());
+        }
+        if let Some(s) = spec {
+            Calendar::try_from(s.clone()).map_err(|e| invalid(&e))?;
+            am.definition = Set(to_json(&s));
+        }
+        am.updated_at = Set(now());
+        sla_calendar::Entity::update(am)
+            .exec(self.conn())
+            .await
+            .map_err(|e| on_unique(e, CALENDAR_UNIQUE))?;
+        self.get_calendar(id).await
+    }
+
+    /// Deletes a calendar no policy or timer uses.
+    pub async fn delete_calendar(&self, id: Uuid) -> Result<(), StoreError> {
+        let in_policy = self
+            .list_policies()
+            .await?
+            .into_iter()
+            .any(|p| p.spec.targets.iter().any(|t| t.calendar == Some(id)));
+        if in_policy {
+            return Err(StoreError::conflict(
+                "sla.calendar_in_use",
+                "a policy measures a target in this calendar",
+            ));
+        }
+        let res = sla_calendar::Entity::delete_by_id(id)
+            .exec(self.conn())
+            .await
+            .map_err(|e| {
+                if matches!(
+                    e.sql_err(),
+                    Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(_))
+                ) {
+                    StoreError::conflict(
+                        "sla.calendar_in_use",
+                        "timers are measured in this calendar",
+                    )
+                } else {
+                    StoreError::from(e)
+                }
+            })?;
+        if res.rows_affected == 0 {
+            return Err(StoreError::NotFound("calendar"));
+        }
+        Ok(())
+    }
+
+    /// Checks a policy's references: calendars and groups exist.
+    async fn check_policy_refs(&self, spec: &PolicySpec) -> Result<(), StoreError> {
+        spec.validate().map_err(|e| invalid(&e))?;
+        for t in &spec.targets {
+            if let Some(c) = t.calendar
+                && sla_calendar::Entity::find_by_id(c)
+                    .one(self.conn())
+                    .await?
+                    .is_none()
+            {
+                return Err(StoreError::invalid(
+                    "sla.unknown_calendar",
+                    "targets",
+                    format!("no calendar {c}"),
+                ));
+            }
+        }
+        let groups: Vec<Uuid> = spec
+            .conditions
+            .groups
+            .iter()
+            .copied()
+            .chain(spec.escalations.iter().filter_map(|e| match e.action {
+                EscalationAction::Reassign { group } => Some(group),
+                EscalationAction::RaisePriority | EscalationAction::Notify { .. } => None,
+            }))
+            .collect();
+        for g in groups {
+            if self.resolve_group(&g.to_string()).await?.is_none() {
+                return Err(StoreError::invalid(
+                    "sla.unknown_group",
+                    "conditions",
+                    format!("no group {g}"),
+                ));
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn create_policy(
+        &self,
+        name: &str,
+        position: i32,
+        active: bool,
+        spec: PolicySpec,
+    ) -> Result<PolicyView, StoreError> {
+        self.check_policy_refs(&spec).await?;
+        let t = now();
+        let id = Uuid::now_v7();
+        sla_policy::Entity::insert(sla_policy::ActiveModel {
+            id: Set(id),
+            name: Set(name.to_owned()),
+            position: Set(position),
+            active: Set(active),
+            definition: Set(to_json(&spec)),
+            created_at: Set(t),
+            updated_at: Set(t),
+        })
+        .exec_without_returning(self.conn())
+        .await
+        .map_err(|e| on_unique(e, POLICY_UNIQUE))?;
+        self.get_policy(id).await
+    }
+
+    pub async fn get_policy(&self, id: Uuid) -> Result<PolicyView, StoreError> {
+        let m = sla_policy::Entity::find_by_id(id)
+            .one(self.conn())
+            .await?
+            .ok_or(StoreError::NotFound("policy"))?;
+        policy_view(m)
+    }
+
+    /// Every policy in the order they are tried.
+    pub async fn list_policies(&self) -> Result<Vec<PolicyView>, StoreError> {
+        load_policies(self.conn(), false).await
+    }
+
+    pub async fn update_policy(
+        &self,
+        id: Uuid,
+        name: Option<&str>,
+        position: Option<i32>,
+        active: Option<bool>,
+        spec: Option<PolicySpec>,
+    ) -> Result<PolicyView, StoreError> {
+        let m = sla_policy::Entity::find_by_id(id)
+            .one(self.conn())
+            .await?
+            .ok_or(StoreError::NotFound("policy"))?;
+        let mut am: sla_policy::ActiveModel = m.into();
+        if let Some(n) = name {
+            am.name = Set(n.to_owned());
+        }
+        if let Some(p) = position {
+            am.position = Set(p);
+        }
+        if let Some(a) = active {
+            am.active = Set(a);
+        }
+        if let Some(s) = spec {
+            self.check_policy_refs(&s).await?;
+            am.definition = Set(to_json(&s));
+        }
+        am.updated_at = Set(now());
+        sla_policy::Entity::update(am)
+            .exec(self.conn())
+            .await
+            .map_err(|e| on_unique(e, POLICY_UNIQUE))?;
+        self.get_policy(id).await
+    }
+
+    /// Deletes a policy; its timers keep running with the targets they have.
+    pub async fn delete_policy(&self, id: Uuid) -> Result<(), StoreError> {
+        let res = sla_policy::Entity::delete_by_id(id)
+            .exec(self.conn())
+            .await?;
+        if res.rows_affected == 0 {
+            return Err(StoreError::NotFound("policy"));
+        }
+        Ok(())
+    }
+
+    /// The SLA targets of records, as of now, by record id.
+    pub(crate) async fn sla_of(
+        &self,
+        record_ids: &[Uuid],
+    ) -> Result<HashMap<Uuid, Vec<SlaTimerView>>, StoreError> {
+        if record_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        let rows = sla_timer::Entity::find()
+            .filter(sla_timer::Column::RecordType.eq(KIND.as_str()))
+            .filter(sla_timer::Column::RecordId.is_in(record_ids.iter().copied()))
+            .all(self.conn())
+            .await?;
+        let clocks = clocks(self.conn(), rows.iter().filter_map(|r| r.calendar_id)).await?;
+        let t = now();
+        let mut out: HashMap<Uuid, Vec<SlaTimerView>> = HashMap::new();
+        for r in rows {
+            let Some(kind) = TargetKind::parse(&r.kind) else {
+                continue;
+            };
+            let timer = timer_of(&r)?;
+            let clock = clock_for(&clocks, r.calendar_id);
+            let mut status = timer.status(clock, t);
+            // A breach the worker recorded stays a breach, whatever the clock says now.
+            if r.breached_at.is_some() && status.state != TimerState::Met {
+                status.state = TimerState::Breached;
+            }
+            out.entry(r.record_id).or_default().push(SlaTimerView {
+                kind,
+                policy_id: r.policy_id,
+                target_secs: r.target_secs,
+                status,
+                breached_at: r.breached_at,
+            });
+        }
+        for v in out.values_mut() {
+            v.sort_by_key(|s| TargetKind::ALL.iter().position(|k| *k == s.kind));
+        }
+        Ok(out)
+    }
+
+    /// One pass of the SLA worker: claims up to `batch` timers whose next
+    /// check is due, records warnings and breaches in the history, and runs
+    /// the policy's escalations. A timer is claimed with a conditional update,
+    /// so with several nodes each warning and breach is handled once; a claim
+    /// whose node died is retried when its lease expires. Returns how many
+    /// timers were handled.
+    pub async fn sla_step(&self, batch: u64) -> Result<usize, StoreError> {
+        let t = now();
+        let due = sla_timer::Entity::find()
+            .filter(sla_timer::Column::NextCheckAt.lte(t))
+            .order_by_asc(sla_timer::Column::NextCheckAt)
+            .limit(batch)
+            .all(self.conn())
+            .await?;
+        let mut handled = 0;
+        for row in due {
+            let claimed = sla_timer::Entity::update_many()
+                .col_expr(
+                    sla_timer::Column::NextCheckAt,
+                    Expr::value(t + Duration::seconds(LEASE_SECS)),
+                )
+                .filter(sla_timer::Column::Id.eq(row.id))
+                .filter(sla_timer::Column::NextCheckAt.eq(row.next_check_at))
+                .exec(self.conn())
+                .await?;
+            if claimed.rows_affected == 1 {
+                self.check_timer(row.id).await?;
+                handled += 1;
+            }
+        }
+        Ok(handled)
+    }
+
+    async fn check_timer(&self, id: Uuid) -> Result<(), StoreError> {
+        let t = now();
+        let txn = self.conn().begin().await?;
+        // Write first (SQLite lock order), then read what was claimed.
+        sla_timer::Entity::update_many()
+            .col_expr(sla_timer::Column::UpdatedAt, Expr::value(t))
+            .filter(sla_timer::Column::Id.eq(id))
+            .exec(&txn)
+            .await?;
+        let Some(row) = sla_timer::Entity::find_by_id(id).one(&txn).await? else {
+            return Ok(());
+        };
+        let Some(kind) = TargetKind::parse(&row.kind) else {
+            return Ok(());
+        };
+        let policy = match row.policy_id {
+            Some(p) => sla_policy::Entity::find_by_id(p)
+                .one(&txn)
+                .await?
+                .map(policy_view)
+                .transpose()?,
+            None => None,
+        };
+        let warn = policy
+            .as_ref()
+            .map_or_else(|| vec![75, 90], |p| p.spec.warn_percents.clone());
+        let clocks = clocks(&txn, row.calendar_id).await?;
+        let clock = clock_for(&clocks, row.calendar_id);
+        let timer = timer_of(&row)?;
+        let status = timer.status(clock, t);
+        let warned_before = u32::try_from(row.warned_percent).unwrap_or(0);
+        let mut fired: Vec<Trigger> = Vec::new();
+        let new_warnings = crossed(&warn, warned_before, status.percent);
+        for p in &new_warnings {
+            audit::write(
+                &txn,
+                Entry::new(KIND, row.record_id, None, "sla_warning", t)
+                    .field(kind.as_str())
+                    .change(None, Some(format!("{p}%"))),
+            )
+            .await?;
+            fired.push(Trigger::Warning(*p));
+        }
+        let warned = new_warnings
+            .last()
+            .copied()
+            .unwrap_or(warned_before)
+            .max(warned_before);
+        let mut breached_at = row.breached_at;
+        if status.state == TimerState::Breached && breached_at.is_none() {
+            audit::write(
+                &txn,
+                Entry::new(KIND, row.record_id, None, "sla_breached", t)
+                    .field(kind.as_str())
+                    .change(None, status.due_at.map(|d| d.to_rfc3339())),
+            )
+            .await?;
+            breached_at = Some(t);
+            fired.push(Trigger::Breach);
+        }
+        if !fired.is_empty()
+            && let Some(m) = incident::Entity::find_by_id(row.record_id)
+                .one(&txn)
+                .await?
+        {
+            let mut context = crate::notify::incident_context(&m, None);
+            context.insert("target".into(), kind.as_str().into());
+            context.insert("percent".into(), status.percent.into());
+            context.insert(
+                "due_at".into(),
+                status.due_at.map(|d| d.to_rfc3339()).into(),
+            );
+            let workers = crate::notify::Audience::of(&m).workers(&txn).await?;
+            let event = if fired.contains(&Trigger::Breach) {
+                crate::notify::Event::SlaBreached
+            } else {
+                crate::notify::Event::SlaWarning
+            };
+            // Subscribers get every threshold crossed; people get one email.
+            for trigger in &fired {
+                let (hook, percent) = match trigger {
+                    Trigger::Warning(p) => ("sla.warning", *p),
+                    Trigger::Breach => ("sla.breached", status.percent),
+                };
+                let detail = serde_json::json!({"target": kind.as_str(), "percent": percent, "due_at": status.due_at});
+                crate::webhooks::emit_incident(&txn, hook, m.id, Some(("sla", detail)), t).await?;
+            }
+            let notice = crate::notify::Notice {
+                event,
+                record_type: KIND.as_str(),
+                record_id: m.id,
+                actor: None,
+                context,
+                at: t,
+            };
+            crate::notify::enqueue(&txn, notice, workers).await?;
+        }
+        if let Some(p) = &policy {
+            for rule in p
+                .spec
+                .escalations
+                .iter()
+                .filter(|r| r.target == kind && fired.contains(&r.on))
+            {
+                escalate(&txn, row.record_id, kind, &rule.action, rule.on, t).await?;
+            }
+        }
+        let next = next_check(&timer, clock, &warn, warned, breached_at.is_some(), t);
+        let state = if breached_at.is_some() && status.state != TimerState::Met {
+            TimerState::Breached
+        } else {
+            status.state
+        };
+        sla_timer::Entity::update_many()
+            .col_expr(
+                sla_timer::Column::WarnedPercent,
+                Expr::value(i32::try_from(warned).unwrap_or(i32::MAX)),
+            )
+            .col_expr(sla_timer::Column::BreachedAt, Expr::value(breached_at))
+            .col_expr(sla_timer::Column::State, Expr::value(state_str(state)))
+            .col_expr(sla_timer::Column::NextCheckAt, Expr::value(next))
+            .filter(sla_timer::Column::Id.eq(id))
+            .exec(&txn)
+            .await?;
+        txn.commit().await?;
+        Ok(())
+    }
+}
+
+/// Runs one escalation on an incident, with its history entry.
+async fn escalate<C: ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+    kind: TargetKind,
+    action: &EscalationAction,
+    on: Trigger,
+    t: Timestamp,
+) -> Result<(), StoreError> {
+    let Some(m) = incident::Entity::find_by_id(id).one(db).await? else {
+        return Ok(());
+    };
+    let state = m
+        .state
+        .parse::<keel_incident::State>()
+        .unwrap_or(keel_incident::State::New);
+    if state.is_final() {
+        return Ok(());
+    }
+    let mut am = incident::ActiveModel {
+        version: Set(m.version + 1),
+        updated_at: Set(t),
+        ..Default::default()
+    };
+    let entry = match action {
+        EscalationAction::Notify { email } => {
+            let mut context = crate::notify::incident_context(&m, None);
+            context.insert("target".into(), kind.as_str().into());
+            let event = match on {
+                Trigger::Breach => crate::notify::Event::SlaBreached,
+                Trigger::Warning(p) => {
+                    context.insert("percent".into(), p.into());
+                    crate::notify::Event::SlaWarning
+                }
+            };
+            let notice = crate::notify::Notice {
+                event,
+                record_type: KIND.as_str(),
+                record_id: id,
+                actor: None,
+                context,
+                at: t,
+            };
+            crate::notify::enqueue_address(db, notice, email).await?;
+            let entry = Entry::new(KIND, id, None, "sla_escalated", t)
+                .field("notify")
+                .change(None, Some(email.clone()));
+            return audit::write(db, entry).await;
+        }
+        EscalationAction::RaisePriority => {
+            let raised = keel_incident::Priority::new(i64::from(m.priority))
+                .ok()
+                .and_then(keel_incident::Priority::raised);
+            let Some(raised) = raised else { return Ok(()) };
+            am.priority = Set(i32::from(raised.get()));
+            am.priority_overridden = Set(true);
+            Entry::new(KIND, id, None, "sla_escalated", t)
+                .field("priority")
+                .change(Some(m.priority.to_string()), Some(raised.get().to_string()))
+        }
+        EscalationAction::Reassign { group } => {
+            let group = *group;
+            if m.assignment_group_id == Some(group) {
+                return Ok(());
+            }
+            am.assignment_group_id = Set(Some(group));
+            am.assignee_id = Set(None);
+            if m.assignment_group_id.is_some() {
+                am.reassignment_count = Set(m.reassignment_count + 1);
+            }
+            Entry::new(KIND, id, None, "sla_escalated", t)
+                .field("assignment_group")
+                .change(
+                    m.assignment_group_id.map(|g| g.to_string()),
+                    Some(group.to_string()),
+                )
+        }
+    };
+    incident::Entity::update_many()
+        .set(am)
+        .filter(incident::Column::Id.eq(id))
+        .filter(incident::Column::Version.eq(m.version))
+        .exec(db)
+        .await?;
+    audit::write(db, entry).await
+}
+
+fn state_str(s: TimerState) -> &'static str {
+    match s {
+        TimerState::InProgress => "in_progress",
+        TimerState::Paused => "paused",
+        TimerState::Met => "met",
+        TimerState::Breached => "breached",
+    }
+}
+
+fn timer_of(r: &sla_timer::Model) -> Result<Timer, StoreError> {
+    let pauses: Vec<Pause> = parse_spec(&r.pauses)?;
+    Ok(Timer {
+        target_secs: r.target_secs,
+        started_at: r.started_at,
+        pauses,
+        stopped_at: r.stopped_at,
+    })
+}
+
+async fn load_policies<C: ConnectionTrait>(
+    db: &C,
+    active_only: bool,
+) -> Result<Vec<PolicyView>, StoreError> {
+    let mut q = sla_policy::Entity::find()
+        .order_by_asc(sla_policy::Column::Position)
+        .order_by_asc(sla_policy::Column::Name);
+    if active_only {
+        q = q.filter(sla_policy::Column::Active.eq(true));
+    }
+    q.all(db).await?.into_iter().map(policy_view).collect()
+}
+
+async fn clocks<C: ConnectionTrait>(
+    db: &C,
+    ids: impl IntoIterator<Item = Uuid>,
+) -> Result<HashMap<Uuid, Clock>, StoreError> {
+    let ids: Vec<Uuid> = ids.into_iter().collect();
+    if ids.is_empty() {
+        return Ok(HashMap::new());
+    }
+    let mut out = HashMap::new();
+    for m in sla_calendar::Entity::find()
+        .filter(sla_calendar::Column::Id.is_in(ids))
+        .all(db)
+        .await?
+    {
+        let spec: CalendarSpec = parse_spec(&m.definition)?;
+        let cal = Calendar::try_from(spec).map_err(|e| invalid(&e))?;
+        out.insert(m.id, Clock::Business(cal));
+    }
+    Ok(out)
+}
+
+fn clock_for(clocks: &HashMap<Uuid, Clock>, id: Option<Uuid>) -> &Clock {
+    static ALWAYS: Clock = Clock::Always;
+    id.and_then(|i| clocks.get(&i)).unwrap_or(&ALWAYS)
+}
+
+/// Brings the SLA timers of one incident up to date with the incident as it
+/// now is in this transaction: picks the first matching active policy,
+/// starts or retargets timers (a retarget keeps elapsed time and pauses),
+/// pauses and resumes with the state, stops first response and resolution
+/// when they happen, and restarts next-update on an agent's public update.
+pub(crate) async fn sync_incident<C: ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+    event: SyncEvent,
+    t: Timestamp,
+) -> Result<(), StoreError> {
+    let Some(m) = incident::Entity::find_by_id(id).one(db).await? else {
+        return Ok(());
+    };
+    let policies = load_policies(db, true).await?;
+    let facts = Facts {
+        priority: u8::try_from(m.priority).unwrap_or(5),
+        group: m.assignment_group_id,
+        category: m.category.as_deref(),
+    };
+    let policy = policies.iter().find(|p| p.spec.matches(&facts));
+    let existing: Vec<sla_timer::Model> = sla_timer::Entity::find()
+        .filter(sla_timer::Column::RecordType.eq(KIND.as_str()))
+        .filter(sla_timer::Column::RecordId.eq(id))
+        .all(db)
+        .await?;
+    if policy.is_none() && existing.is_empty() {
+        return Ok(());
+    }
+    let state = m
+        .state
+        .parse::<keel_incident::State>()
+        .unwrap_or(keel_incident::State::New);
+    let mut calendar_ids: Vec<Uuid> = existing.iter().filter_map(|r| r.calendar_id).collect();
+    if let Some(p) = policy {
+        calendar_ids.extend(p.spec.targets.iter().filter_map(|x| x.calendar));
+    }
+    let clocks = clocks(db, calendar_ids).await?;
+    for kind in TargetKind::ALL {
+        let target = policy.and_then(|p| p.spec.target(kind));
+        let row = existing.iter().find(|r| r.kind == kind.as_str());
+        let (mut timer, mut warned, mut breached_at, calendar_id, policy_id) = match (row, target) {
+            (None, None) => continue,
+            (None, Some(tg)) => (
+                Timer::start(tg.secs, m.created_at),
+                0,
+                None,
+                tg.calendar,
+                policy.map(|p| p.id),
+            ),
+            (Some(r), Some(tg)) => {
+                let mut timer = timer_of(r)?;
+                if timer.target_secs != tg.secs {
+                    timer.retarget(tg.secs);
+                }
+                (
+                    timer,
+                    r.warned_percent,
+                    r.breached_at,
+                    tg.calendar,
+                    policy.map(|p| p.id),
+                )
+            }
+            (Some(r), None) => (
+                timer_of(r)?,
+                r.warned_percent,
+                r.breached_at,
+                r.calendar_id,
+                r.policy_id,
+            ),
+        };
+        let pauses_here = policy.is_some_and(|p| p.spec.pauses_in(state.as_str()));
+        match kind {
+            TargetKind::FirstResponse => {
+                if let Some(at) = m.first_response_at {
+                    timer.stop(at);
+                }
+            }
+            TargetKind::Resolution => {
+                if let Some(at) = m
+                    .resolved_at
+                    .or(m.closed_at)
+                    .or(m.cancelled_at)
+                    .filter(|_| !state.is_open())
+                {
+                    timer.stop(at);
+                } else if state.is_open()
+                    && let Some(stopped) = timer.stopped_at.take()
+                {
+                    // Reopened: the time it spent resolved does not count.
+                    timer.pauses.push(Pause {
+                        from: stopped,
+                        until: Some(t),
+                    });
+                }
+            }
+            TargetKind::NextUpdate => {
+                if event == SyncEvent::AgentUpdate && state.is_open() {
+                    timer = Timer::start(timer.target_secs, t);
+                    warned = 0;
+                    breached_at = None;
+                } else if !state.is_open() {
+                    timer.stop(t);
+                }
+            }
+        }
+        if state.is_final() {
+            timer.stop(m.closed_at.or(m.cancelled_at).unwrap_or(t));
+        } else if pauses_here {
+            timer.pause(t);
+        } else {
+            timer.resume(t);
+        }
+        let clock = clock_for(&clocks, calendar_id);
+        let status = timer.status(clock, t);
+        let warn = policy.map_or_else(|| vec![75, 90], |p| p.spec.warn_percents.clone());
+        let next = next_check(
+            &timer,
+            clock,
+            &warn,
+            u32::try_from(warned).unwrap_or(0),
+            breached_at.is_some(),
+            t,
+        );
+        let state_s = if breached_at.is_some() && status.state != TimerState::Met {
+            "breached"
+        } else {
+            state_str(status.state)
+        };
+        let am = sla_timer::ActiveModel {
+            id: Set(row.map_or_else(Uuid::now_v7, |r| r.id)),
+            record_type: Set(KIND.as_str().to_owned()),
+            record_id: Set(id),
+            kind: Set(kind.as_str().to_owned()),
+            policy_id: Set(policy_id),
+            calendar_id: Set(calendar_id),
+            target_secs: Set(timer.target_secs),
+            started_at: Set(timer.started_at),
+            pauses: Set(to_json(&timer.pauses)),
+            stopped_at: Set(timer.stopped_at),
+            state: Set(state_s.to_owned()),
+            due_at: Set(status.due_at),
+            warned_percent: Set(warned),
+            breached_at: Set(breached_at),
+            next_check_at: Set(next),
+            updated_at: Set(t),
+        };
+        if row.is_some() {
+            sla_timer::Entity::update(am).exec(db).await?;
+        } else {
+            sla_timer::Entity::insert(am)
+                .exec_without_returning(db)
+                .await?;
+        }
+    }
+    Ok(())
+}
+
+/// SLA list filters for incidents.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum SlaFilter {
+    /// Some target is in this state (breached includes overdue running ones).
+    State(TimerState),
+    /// Some running target is due before this instant.
+    DueBefore(Timestamp),
+}
+
+/// A condition on `incidents.id` for an SLA filter.
+pub(crate) fn sla_condition(f: SlaFilter, t: Timestamp) -> Condition {
+    let mut sub = Query::select();
+    sub.column(sla_timer::Column::RecordId)
+        .from(sla_timer::Entity)
+        .and_where(sla_timer::Column::RecordType.eq(KIND.as_str()));
+    let overdue = Condition::all()
+        .add(sla_timer::Column::StoppedAt.is_null())
+        .add(sla_timer::Column::DueAt.lt(t));
+    match f {
+        SlaFilter::State(TimerState::Breached) => {
+            sub.cond_where(
+                Condition::any()
+                    .add(sla_timer::Column::State.eq("breached"))
+                    .add(overdue),
+            );
+        }
+        SlaFilter::State(TimerState::InProgress) => {
+            sub.and_where(sla_timer::Column::State.eq("in_progress"));
+            sub.cond_where(
+                Condition::any()
+                    .add(sla_timer::Column::DueAt.is_null())
+                    .add(sla_timer::Column::DueAt.gte(t)),
+            );
+        }
+        SlaFilter::State(s) => {
+            sub.and_where(sla_timer::Column::State.eq(state_str(s)));
+        }
+        SlaFilter::DueBefore(before) => {
+            sub.and_where(sla_timer::Column::StoppedAt.is_null());
+            sub.and_where(sla_timer::Column::DueAt.lt(before));
+        }
+    }
+    Condition::all().add(incident::Column::Id.in_subquery(sub.to_owned()))
+}
+
+/// Outcome counts of SLA targets and their compliance.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Compliance {
+    /// Targets counted.
+    pub total: u64,
+    pub met: u64,
+    /// Breached, including running targets already past due.
+    pub breached: u64,
+    /// Still running and not yet due.
+    pub in_progress: u64,
+}
+
+impl Compliance {
+    fn add(&mut self, outcome: TimerState) {
+        self.total += 1;
+        match outcome {
+            TimerState::Met => self.met += 1,
+            TimerState::Breached => self.breached += 1,
+            TimerState::InProgress | TimerState::Paused => self.in_progress += 1,
+        }
+    }
+
+    /// Met as a percentage of decided targets (met + breached); `None` when
+    /// nothing is decided yet.
+    pub fn percent(&self) -> Option<f64> {
+        let decided = self.met + self.breached;
+        (decided > 0).then(|| (self.met as f64) * 100.0 / (decided as f64))
+    }
+}
+
+/// SLA compliance over a period, overall and by policy, group and priority.
+#[derive(Debug, Clone, Default)]
+pub struct SlaReport {
+    pub overall: Compliance,
+    /// `(policy id, policy name)`; `None` for timers whose policy was deleted.
+    pub by_policy: Vec<(Option<(Uuid, String)>, Compliance)>,
+    pub by_group: Vec<(Option<crate::directory::GroupRef>, Compliance)>,
+    pub by_priority: Vec<(u8, Compliance)>,
+}
+
+impl Store {
+    /// Compliance of the SLA targets of incidents created in `[from, to)`,
+    /// optionally of one kind of target.
+    pub async fn sla_report(
+        &self,
+        from: Timestamp,
+        to: Timestamp,
+        kind: Option<TargetKind>,
+    ) -> Result<SlaReport, StoreError> {
+        let t = now();
+        let incidents: HashMap<Uuid, (i32, Option<Uuid>)> = incident::Entity::find()
+            .select_only()
+            .column(incident::Column::Id)
+            .column(incident::Column::Priority)
+            .column(incident::Column::AssignmentGroupId)
+            .filter(incident::Column::CreatedAt.gte(from))
+            .filter(incident::Column::CreatedAt.lt(to))
+            .into_tuple::<(Uuid, i32, Option<Uuid>)>()
+            .all(self.conn())
+            .await?
+            .into_iter()
+            .map(|(id, p, g)| (id, (p, g)))
+            .collect();
+        let ids: Vec<Uuid> = incidents.keys().copied().collect();
+        let mut report = SlaReport::default();
+        let mut by_policy: HashMap<Option<Uuid>, Compliance> = HashMap::new();
+        let mut by_group: HashMap<Option<Uuid>, Compliance> = HashMap::new();
+        let mut by_priority: HashMap<u8, Compliance> = HashMap::new();
+        for chunk in ids.chunks(500) {
+            let mut q = sla_timer::Entity::find()
+                .filter(sla_timer::Column::RecordType.eq(KIND.as_str()))
+                .filter(sla_timer::Column::RecordId.is_in(chunk.iter().copied()));
+            if let Some(k) = kind {
+                q = q.filter(sla_timer::Column::Kind.eq(k.as_str()));
+            }
+            for r in q.all(self.conn()).await? {
+                let outcome = if r.breached_at.is_some() || r.state == "breached" {
+                    TimerState::Breached
+                } else if r.state == "met" {
+                    TimerState::Met
+                } else if r.stopped_at.is_none() && r.due_at.is_some_and(|d| d < t) {
+                    TimerState::Breached
+                } else {
+                    TimerState::InProgress
+                };
+                let (priority, group) = incidents.get(&r.record_id).copied().unwrap_or((5, None));
+                report.overall.add(outcome);
+                by_policy.entry(r.policy_id).or_default().add(outcome);
+                by_group.entry(group).or_default().add(outcome);
+                by_priority
+                    .entry(u8::try_from(priority).unwrap_or(5))
+                    .or_default()
+                    .add(outcome);
+            }
+        }
+        let names: HashMap<Uuid, String> = self
+            .list_policies()
+            .await?
+            .into_iter()
+            .map(|p| (p.id, p.name))
+            .collect();
+        let gids: Vec<Uuid> = by_group.keys().filter_map(|g| *g).collect();
+        let groups = crate::directory::group_refs(self.conn(), &gids).await?;
+        report.by_policy = by_policy
+            .into_iter()
+            .map(|(p, c)| {
+                (
+                    p.map(|id| (id, names.get(&id).cloned().unwrap_or_default())),
+                    c,
+                )
+            })
+            .collect();
+        report
+            .by_policy
+            .sort_by(|a, b| a.0.as_ref().map(|x| &x.1).cmp(&b.0.as_ref().map(|x| &x.1)));
+        report.by_group = by_group
+            .into_iter()
+            .map(|(g, c)| (g.and_then(|g| groups.get(&g).cloned()), c))
+            .collect();
+        report.by_group.sort_by(|a, b| {
+            a.0.as_ref()
+                .map(|g| &g.name)
+                .cmp(&b.0.as_ref().map(|g| &g.name))
+        });
+        report.by_priority = by_priority.into_iter().collect();
+        report.by_priority.sort_by_key(|(p, _)| *p);
+        Ok(report)
+    }
+}

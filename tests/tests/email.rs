@@ -1,0 +1,293 @@
+//! Email notifications through the outbox, received by a real SMTP server.
+
+use keel_server::config::Secret;
+use keel_tests::*;
+use reqwest::StatusCode;
+use serde_json::json;
+
+async fn app_mailing_to(db: Db, sink: &SmtpSink) -> Option<TestApp> {
+    let url = sink.url();
+    TestApp::spawn_with(db, move |cfg| {
+        cfg.smtp.url = Some(Secret::new(url));
+        cfg.smtp.from = "Keel Desk <desk@keel.test>".into();
+        cfg.smtp.poll_interval_secs = 1;
+        cfg.smtp.retry_base_secs = 1;
+    })
+    .await
+}
+
+fn to(mail: &Mail, who: &str) -> bool {
+    mail.to.iter().any(|t| t == &format!("{who}@example.com"))
+}
+
+both_db!(notifications_reach_the_right_people_threaded_by_incident);
+async fn notifications_reach_the_right_people_threaded_by_incident(db: Db) {
+    let sink = SmtpSink::start().await;
+    let Some(app) = app_mailing_to(db, &sink).await else {
+        return;
+    };
+    let desk = app.desk().await;
+    let inc = app
+        .simple_incident(&desk.requester.token, "Laptop battery swells")
+        .await;
+    let id = s(&inc, "id").to_owned();
+    let number = s(&inc, "number").to_owned();
+
+    // The acknowledgement starts the thread.
+    let mails = sink
+        .wait_for("the acknowledgement", |m| m.iter().any(|x| to(x, "req1")))
+        .await;
+    let ack = mails.iter().find(|x| to(x, "req1")).unwrap();
+    assert_eq!(ack.subject(), format!("[{number}] Laptop battery swells"));
+    assert_eq!(
+        ack.header("message-id"),
+        Some(format!("<{number}@keel.test>").as_str())
+    );
+
+    // Assignment tells the new assignee.
+    let version = inc["version"].as_i64().unwrap();
+    let resp = app
+        .patch_incident(
+            &desk.agent.token,
+            &id,
+            version,
+            &json!({"assignment_group": desk.group, "assignee": desk.agent2.username}),
+        )
+        .await;
+    expect_json(resp, StatusCode::OK).await;
+    let mails = sink
+        .wait_for("the assignment", |m| m.iter().any(|x| to(x, "agent2")))
+        .await;
+    let assigned = mails.iter().find(|x| to(x, "agent2")).unwrap();
+    assert!(
+        assigned
+            .subject()
+            .starts_with(&format!("[{number}] Assigned")),
+        "{}",
+        assigned.subject()
+    );
+
+    // A work note tells nobody; a public comment tells the requester, threaded.
+    app.comment(&desk.agent2.token, &id, "Checked the warranty", "internal")
+        .await;
+    app.comment(
+        &desk.agent2.token,
+        &id,
+        "Please stop using it; a replacement is on its way",
+        "public",
+    )
+    .await;
+    let mails = sink
+        .wait_for("the comment", |m| {
+            m.iter()
+                .any(|x| to(x, "req1") && x.raw.contains("replacement is on its way"))
+        })
+        .await;
+    let reply = mails
+        .iter()
+        .find(|x| to(x, "req1") && x.raw.contains("replacement"))
+        .unwrap();
+    assert_eq!(
+        reply.header("in-reply-to"),
+        Some(format!("<{number}@keel.test>").as_str())
+    );
+    assert_eq!(
+        reply.header("references"),
+        Some(format!("<{number}@keel.test>").as_str())
+    );
+    assert!(
+        mails
+            .iter()
+            .all(|x| !x.raw.contains("Checked the warranty")),
+        "work notes are never mailed"
+    );
+
+    // Resolution tells the requester.
+    app.resolve(&desk.agent2.token, &id).await;
+    let mails = sink
+        .wait_for("the resolution", |m| {
+            m.iter()
+                .any(|x| to(x, "req1") && x.subject().contains("Now resolved"))
+        })
+        .await;
+    // No duplicates: every message id is unique.
+    let mut ids: Vec<&str> = mails
+        .iter()
+        .filter_map(|x| x.header("message-id"))
+        .collect();
+    let n = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "a message was sent twice");
+    // The actor is never told about their own action.
+    assert!(
+        mails
+            .iter()
+            .all(|x| !(to(x, "agent2") && x.raw.contains("replacement is on its way")))
+    );
+    app.finish().await;
+}
+
+both_db!(a_user_can_opt_out_of_one_kind_of_email);
+async fn a_user_can_opt_out_of_one_kind_of_email(db: Db) {
+    let sink = SmtpSink::start().await;
+    let Some(app) = app_mailing_to(db, &sink).await else {
+        return;
+    };
+    let desk = app.desk().await;
+    let prefs = app
+        .get_json("/api/v1/me/notifications", &desk.requester.token)
+        .await;
+    assert!(
+        items(&prefs).iter().all(|p| p["enabled"] == true),
+        "{prefs}"
+    );
+    let resp = app
+        .put(
+            "/api/v1/me/notifications/incident.commented",
+            &desk.requester.token,
+        )
+        .json(&json!({"enabled": false}))
+        .send()
+        .await
+        .unwrap();
+    let prefs = expect_json(resp, StatusCode::OK).await;
+    assert!(
+        items(&prefs)
+            .iter()
+            .any(|p| p["event"] == "incident.commented" && p["enabled"] == false)
+    );
+    let resp = app
+        .put(
+            "/api/v1/me/notifications/no.such.event",
+            &desk.requester.token,
+        )
+        .json(&json!({"enabled": false}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(resp, 404, "not_found").await;
+
+    let inc = app
+        .simple_incident(&desk.requester.token, "Wifi drops")
+        .await;
+    let id = s(&inc, "id").to_owned();
+    app.comment(&desk.agent.token, &id, "Which building?", "public")
+        .await;
+    app.resolve(&desk.agent.token, &id).await;
+    let mails = sink
+        .wait_for("the resolution", |m| {
+            m.iter().any(|x| x.subject().contains("Now resolved"))
+        })
+        .await;
+    assert!(
+        mails.iter().all(|x| !x.raw.contains("Which building?")),
+        "the opted-out comment mail was sent"
+    );
+    app.finish().await;
+}
+
+both_db!(mail_waits_out_an_smtp_outage_and_arrives_once);
+async fn mail_waits_out_an_smtp_outage_and_arrives_once(db: Db) {
+    let mut sink = SmtpSink::start().await;
+    let Some(app) = app_mailing_to(db, &sink).await else {
+        return;
+    };
+    let desk = app.desk().await;
+    sink.kill();
+    let inc = app
+        .simple_incident(&desk.requester.token, "Outage-time incident")
+        .await;
+    let id = s(&inc, "id").to_owned();
+    app.comment(
+        &desk.agent.token,
+        &id,
+        "Written while the mail server was down",
+        "public",
+    )
+    .await;
+    // Several delivery attempts fail meanwhile.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert!(sink.messages().is_empty());
+    sink.restart().await;
+    let mails = sink
+        .wait_for("both messages after the outage", |m| {
+            m.iter().any(|x| x.raw.contains("Outage-time incident"))
+                && m.iter()
+                    .any(|x| x.raw.contains("Written while the mail server was down"))
+        })
+        .await;
+    // Give any duplicate a chance to show up, then check there is none.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let mails_after = sink.messages();
+    assert_eq!(mails_after.len(), mails.len(), "nothing was sent twice");
+    let mut ids: Vec<String> = mails_after
+        .iter()
+        .filter_map(|x| x.header("message-id").map(str::to_owned))
+        .collect();
+    let n = ids.len();
+    ids.sort();
+    ids.dedup();
+    assert_eq!(ids.len(), n);
+    app.finish().await;
+}
+
+both_db!(a_breach_can_notify_a_manager_by_email);
+async fn a_breach_can_notify_a_manager_by_email(db: Db) {
+    let sink = SmtpSink::start().await;
+    let url = sink.url();
+    let Some(app) = TestApp::spawn_with(db, move |cfg| {
+        cfg.smtp.url = Some(Secret::new(url));
+        cfg.smtp.from = "Keel Desk <desk@keel.test>".into();
+        cfg.smtp.poll_interval_secs = 1;
+        cfg.sla.scan_interval_secs = 3600;
+    })
+    .await
+    else {
+        return;
+    };
+    let desk = app.desk().await;
+    expect_json(
+        app.post("/api/v1/sla/policies", &desk.admin)
+            .json(&json!({"name": "Watched", "definition": {
+                "targets": [{"kind": "resolution", "secs": 1}],
+                "escalations": [{"target": "resolution", "on": "breach", "action": {"notify": {"email": "duty.manager@example.com"}}}]}}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::CREATED,
+    )
+    .await;
+    let bad = app
+        .post("/api/v1/sla/policies", &desk.admin)
+        .json(&json!({"name": "Bad", "definition": {"targets": [{"kind": "resolution", "secs": 1}],
+            "escalations": [{"target": "resolution", "on": "breach", "action": {"notify": {"email": "not-an-address"}}}]}}))
+        .send()
+        .await
+        .unwrap();
+    assert_problem(bad, 422, "sla.invalid_policy").await;
+    let inc = app
+        .simple_incident(&desk.requester.token, "Core router flapping")
+        .await;
+    tokio::time::sleep(std::time::Duration::from_millis(1500)).await;
+    let store = app.store().await;
+    store.sla_step(100).await.unwrap();
+    store.close().await;
+    let mails = sink
+        .wait_for("the manager's breach mail", |m| {
+            m.iter()
+                .any(|x| x.to.iter().any(|t| t == "duty.manager@example.com"))
+        })
+        .await;
+    let mail = mails
+        .iter()
+        .find(|x| x.to.iter().any(|t| t == "duty.manager@example.com"))
+        .unwrap();
+    assert!(
+        mail.subject().contains("SLA BREACHED"),
+        "{}",
+        mail.subject()
+    );
+    assert!(mail.subject().contains(s(&inc, "number")));
+    app.finish().await;
+}

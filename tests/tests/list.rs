@@ -1,0 +1,501 @@
+//! Listing incidents: filters, sorting, cursor pagination and search.
+
+use std::collections::HashSet;
+
+use keel_tests::*;
+use serde_json::{Value, json};
+
+fn numbers(list: &Value) -> Vec<String> {
+    items(list)
+        .iter()
+        .map(|i| i["number"].as_str().unwrap().to_owned())
+        .collect()
+}
+
+fn sorted(mut v: Vec<String>) -> Vec<String> {
+    v.sort();
+    v
+}
+
+both!(list_filters_narrow_the_results);
+async fn list_filters_narrow_the_results(app: TestApp) {
+    let desk = app.desk().await;
+    let agent = &desk.agent.token;
+    let before = chrono::Utc::now() - chrono::Duration::seconds(5);
+    let major = app
+        .create_incident(agent, json!({ "title": "Data centre flooded", "impact": 1, "urgency": 1, "major": true, "assignment_group": desk.group }))
+        .await;
+    let plain = app
+        .create_incident(
+            agent,
+            json!({ "title": "Mouse broken", "impact": 2, "urgency": 2 }),
+        )
+        .await;
+    let worked = app
+        .create_incident(agent, json!({ "title": "Wifi flaky", "impact": 3, "urgency": 3, "assignment_group": desk.group_name }))
+        .await;
+    app.transition(agent, s(&worked, "id"), json!({ "action": "start" }))
+        .await;
+    let theirs = app
+        .simple_incident(&desk.requester.token, "Keyboard sticky")
+        .await;
+    let after = chrono::Utc::now() + chrono::Duration::seconds(5);
+    let id = |v: &Value| s(v, "id").to_owned();
+    let (m, p, w, t) = (id(&major), id(&plain), id(&worked), id(&theirs));
+
+    let q = |pairs: Vec<(&'static str, String)>| {
+        let app = &app;
+        async move {
+            let pairs: Vec<(&str, &str)> = pairs.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            sorted(ids(&app.list_incidents(agent, &pairs).await))
+        }
+    };
+    let set = |v: Vec<&String>| sorted(v.into_iter().cloned().collect());
+
+    assert_eq!(q(vec![]).await, set(vec![&m, &p, &w, &t]));
+    assert_eq!(
+        q(vec![("state", "new".into())]).await,
+        set(vec![&m, &p, &t])
+    );
+    assert_eq!(
+        q(vec![("state", "in_progress".into())]).await,
+        set(vec![&w])
+    );
+    assert_eq!(
+        q(vec![("state", "new,in_progress".into())]).await,
+        set(vec![&m, &p, &w, &t])
+    );
+    assert_eq!(
+        q(vec![("state", "resolved".into())]).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(q(vec![("priority", "1".into())]).await, set(vec![&m]));
+    assert_eq!(q(vec![("priority", "1,3".into())]).await, set(vec![&m, &p]));
+    assert_eq!(q(vec![("priority", "5".into())]).await, set(vec![&w, &t]));
+    assert_eq!(
+        q(vec![("assignee", desk.agent.id.clone())]).await,
+        set(vec![&w])
+    );
+    assert_eq!(
+        q(vec![("assignee", "none".into())]).await,
+        set(vec![&m, &p, &t])
+    );
+    assert_eq!(
+        q(vec![("group", desk.group.clone())]).await,
+        set(vec![&m, &w])
+    );
+    assert_eq!(q(vec![("group", "none".into())]).await, set(vec![&p, &t]));
+    assert_eq!(
+        q(vec![("requester", desk.requester.id.clone())]).await,
+        set(vec![&t])
+    );
+    assert_eq!(
+        q(vec![("requester", desk.agent.id.clone())]).await,
+        set(vec![&m, &p, &w])
+    );
+    assert_eq!(q(vec![("major", "true".into())]).await, set(vec![&m]));
+    assert_eq!(
+        q(vec![("major", "false".into())]).await,
+        set(vec![&p, &w, &t])
+    );
+    assert_eq!(
+        q(vec![("state", "new".into()), ("priority", "1,2,3".into())]).await,
+        set(vec![&m, &p])
+    );
+    assert_eq!(
+        q(vec![("created_after", before.to_rfc3339())]).await,
+        set(vec![&m, &p, &w, &t])
+    );
+    assert_eq!(
+        q(vec![("created_after", after.to_rfc3339())]).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        q(vec![("created_before", "2000-01-01T00:00:00Z".into())]).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        q(vec![("created_before", after.to_rfc3339())]).await,
+        set(vec![&m, &p, &w, &t])
+    );
+    assert_eq!(
+        q(vec![("updated_after", after.to_rfc3339())]).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        q(vec![("updated_before", before.to_rfc3339())]).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        q(vec![
+            ("updated_after", before.to_rfc3339()),
+            ("state", "in_progress".into())
+        ])
+        .await,
+        set(vec![&w])
+    );
+    // Offsets other than Z are fine too.
+    let offset = before
+        .with_timezone(&chrono::FixedOffset::east_opt(2 * 3600).unwrap())
+        .to_rfc3339();
+    assert_eq!(
+        q(vec![("created_after", offset)]).await,
+        set(vec![&m, &p, &w, &t])
+    );
+
+    // Requesters only ever see their own.
+    let mine = app.list_incidents(&desk.requester.token, &[]).await;
+    assert_eq!(ids(&mine), vec![t.clone()]);
+    let mut soft = Soft::default();
+    for (k, v) in [
+        ("requester", desk.agent.id.as_str()),
+        ("major", "true"),
+        ("state", "in_progress"),
+        ("priority", "1"),
+        ("group", desk.group.as_str()),
+        ("assignee", desk.agent.id.as_str()),
+        ("q", "flooded"),
+    ] {
+        let mine = app.list_incidents(&desk.requester.token, &[(k, v)]).await;
+        soft.check(
+            items(&mine).is_empty(),
+            format!("a requester's list with {k}={v} shows {:?}", numbers(&mine)),
+        );
+    }
+    soft.verify();
+    assert!(items(&app.list_incidents(&desk.requester2.token, &[]).await).is_empty());
+    app.finish().await;
+}
+
+both!(list_sorts_by_the_requested_key);
+async fn list_sorts_by_the_requested_key(app: TestApp) {
+    let desk = app.desk().await;
+    let agent = &desk.agent.token;
+    for (title, impact, urgency) in [
+        ("b", 3, 3),
+        ("a", 1, 1),
+        ("d", 2, 2),
+        ("c", 1, 2),
+        ("e", 3, 2),
+    ] {
+        app.create_incident(
+            agent,
+            json!({ "title": title, "impact": impact, "urgency": urgency }),
+        )
+        .await;
+    }
+    let list = |sort: &'static str| {
+        let app = &app;
+        async move { app.list_incidents(agent, &[("sort", sort)]).await }
+    };
+    let by_number = list("number").await;
+    assert_eq!(
+        numbers(&by_number),
+        [
+            "INC0000001",
+            "INC0000002",
+            "INC0000003",
+            "INC0000004",
+            "INC0000005"
+        ]
+    );
+    let by_number_desc = list("-number").await;
+    assert_eq!(
+        numbers(&by_number_desc),
+        [
+            "INC0000005",
+            "INC0000004",
+            "INC0000003",
+            "INC0000002",
+            "INC0000001"
+        ]
+    );
+    let newest_first = list("-created_at").await;
+    assert_eq!(
+        numbers(&newest_first),
+        numbers(&by_number_desc),
+        "numbers are handed out in creation order"
+    );
+    let oldest_first = list("created_at").await;
+    assert_eq!(numbers(&oldest_first), numbers(&by_number));
+    let default = app.list_incidents(agent, &[]).await;
+    assert_eq!(items(&default).len(), 5);
+
+    let by_priority = list("priority").await;
+    let ps: Vec<i64> = items(&by_priority)
+        .iter()
+        .map(|i| i["priority"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ps, [1, 2, 3, 4, 5], "{by_priority}");
+    let by_priority_desc = list("-priority").await;
+    let ps: Vec<i64> = items(&by_priority_desc)
+        .iter()
+        .map(|i| i["priority"].as_i64().unwrap())
+        .collect();
+    assert_eq!(ps, [5, 4, 3, 2, 1]);
+
+    // Touch the oldest: it becomes the most recently updated.
+    let first = app.incident(agent, "INC0000001").await;
+    let resp = app
+        .patch_incident(
+            agent,
+            s(&first, "id"),
+            1,
+            &json!({ "description": "touched" }),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    let by_updated = list("-updated_at").await;
+    assert_eq!(numbers(&by_updated)[0], "INC0000001");
+    let by_updated_asc = list("updated_at").await;
+    assert_eq!(
+        numbers(&by_updated_asc).last().map(String::as_str),
+        Some("INC0000001")
+    );
+    app.finish().await;
+}
+
+both!(cursor_pagination_walks_every_page_once);
+async fn cursor_pagination_walks_every_page_once(app: TestApp) {
+    let desk = app.desk().await;
+    let agent = &desk.agent.token;
+    let mut all = Vec::new();
+    for i in 0..7 {
+        // Same priority for all, so that the tie-breaker decides the order.
+        let inc = app
+            .create_incident(
+                agent,
+                json!({ "title": format!("Page item {i}"), "impact": 2, "urgency": 2 }),
+            )
+            .await;
+        all.push(s(&inc, "id").to_owned());
+    }
+    for sort in ["-created_at", "number", "priority", "-updated_at"] {
+        let mut seen = Vec::new();
+        let mut cursor: Option<String> = None;
+        let mut pages = Vec::new();
+        loop {
+            let mut query = vec![("limit", "3".to_owned()), ("sort", sort.to_owned())];
+            if let Some(c) = &cursor {
+                query.push(("cursor", c.clone()));
+            }
+            let pairs: Vec<(&str, &str)> = query.iter().map(|(k, v)| (*k, v.as_str())).collect();
+            let page = app.list_incidents(agent, &pairs).await;
+            pages.push(items(&page).len());
+            seen.extend(ids(&page));
+            match &page["next"] {
+                Value::Null => break,
+                Value::String(next) => cursor = Some(next.clone()),
+                other => panic!("next must be a string or null: {other}"),
+            }
+            assert!(
+                pages.len() <= 5,
+                "pagination does not end ({sort}): {pages:?}"
+            );
+        }
+        assert_eq!(pages, [3, 3, 1], "{sort}");
+        let unique: HashSet<&String> = seen.iter().collect();
+        assert_eq!(unique.len(), seen.len(), "no duplicates ({sort}): {seen:?}");
+        assert_eq!(
+            sorted(seen.clone()),
+            sorted(all.clone()),
+            "no gaps ({sort})"
+        );
+    }
+
+    // An exact multiple of the page size ends with next = null, not an empty page.
+    let first = app.list_incidents(agent, &[("limit", "7")]).await;
+    assert_eq!(items(&first).len(), 7);
+    assert_eq!(first["next"], Value::Null);
+
+    // A cursor carries on with the same filter; it survives new records arriving.
+    let page1 = app
+        .list_incidents(agent, &[("limit", "3"), ("sort", "number")])
+        .await;
+    app.create_incident(
+        agent,
+        json!({ "title": "Late arrival", "impact": 2, "urgency": 2 }),
+    )
+    .await;
+    let page2 = app
+        .list_incidents(
+            agent,
+            &[
+                ("limit", "3"),
+                ("sort", "number"),
+                ("cursor", s(&page1, "next")),
+            ],
+        )
+        .await;
+    assert_eq!(numbers(&page2), ["INC0000004", "INC0000005", "INC0000006"]);
+
+    // A cursor from one sort is not valid for another.
+    let resp = app
+        .get(
+            &incidents_query(&[("sort", "priority"), ("cursor", s(&page1, "next"))]),
+            agent,
+        )
+        .send()
+        .await
+        .unwrap();
+    let status = resp.status().as_u16();
+    if status != 200 {
+        assert_problem(resp, 400, "query.invalid_cursor").await;
+    }
+    app.finish().await;
+}
+
+both!(list_limits_are_bounded);
+async fn list_limits_are_bounded(app: TestApp) {
+    let desk = app.desk().await;
+    let agent = &desk.agent.token;
+    for i in 0..3 {
+        app.simple_incident(agent, &format!("Limit item {i}")).await;
+    }
+    assert_eq!(
+        items(&app.list_incidents(agent, &[("limit", "1")]).await).len(),
+        1
+    );
+    assert_eq!(
+        items(&app.list_incidents(agent, &[("limit", "200")]).await).len(),
+        3
+    );
+    let page = app.list_incidents(agent, &[("limit", "2")]).await;
+    assert_eq!(items(&page).len(), 2);
+    assert!(page["next"].is_string());
+    for bad in ["0", "201", "100000"] {
+        let resp = app
+            .get(&incidents_query(&[("limit", bad)]), agent)
+            .send()
+            .await
+            .unwrap();
+        assert_problem(resp, 400, "query.invalid_limit").await;
+    }
+    app.finish().await;
+}
+
+both!(list_defaults_to_fifty_items);
+async fn list_defaults_to_fifty_items(app: TestApp) {
+    let desk = app.desk().await;
+    let agent = &desk.agent.token;
+    for i in 0..52 {
+        app.create_incident(
+            agent,
+            json!({ "title": format!("Bulk {i}"), "impact": 3, "urgency": 3 }),
+        )
+        .await;
+    }
+    let page = app.list_incidents(agent, &[]).await;
+    assert_eq!(items(&page).len(), 50);
+    let rest = app
+        .list_incidents(agent, &[("cursor", s(&page, "next"))])
+        .await;
+    assert_eq!(items(&rest).len(), 2);
+    assert_eq!(rest["next"], Value::Null);
+    app.finish().await;
+}
+
+both!(search_matches_all_words_across_title_description_and_comments);
+async fn search_matches_all_words_across_title_description_and_comments(app: TestApp) {
+    let desk = app.desk().await;
+    let agent = &desk.agent.token;
+    let printer = app
+        .create_incident(agent, json!({ "title": "Printer jammed on floor three", "description": "Paper stuck in tray two", "impact": 3, "urgency": 2 }))
+        .await;
+    let laptop = app
+        .create_incident(
+            agent,
+            json!({ "title": "Laptop battery swollen", "impact": 2, "urgency": 2 }),
+        )
+        .await;
+    app.comment(
+        agent,
+        s(&laptop, "id"),
+        "Replaced the toner cartridge by mistake",
+        "public",
+    )
+    .await;
+    let other = app.create_incident(agent, json!({ "title": "Monitor flickering", "description": "Cable loose", "impact": 3, "urgency": 3 })).await;
+    let (pid, lid) = (s(&printer, "id").to_owned(), s(&laptop, "id").to_owned());
+
+    let search = |q: &'static str| {
+        let app = &app;
+        async move { sorted(ids(&app.list_incidents(agent, &[("q", q)]).await)) }
+    };
+    assert_eq!(search("printer").await, vec![pid.clone()], "title");
+    assert_eq!(
+        search("PRINTER").await,
+        vec![pid.clone()],
+        "case-insensitive"
+    );
+    assert_eq!(search("tray").await, vec![pid.clone()], "description");
+    assert_eq!(search("toner").await, vec![lid.clone()], "comment");
+    assert_eq!(
+        search("printer paper").await,
+        vec![pid.clone()],
+        "all words, across fields"
+    );
+    assert_eq!(
+        search("laptop cartridge").await,
+        vec![lid.clone()],
+        "title and comment"
+    );
+    assert_eq!(
+        search("printer toner").await,
+        Vec::<String>::new(),
+        "all words must match"
+    );
+    assert_eq!(search("nonexistentword").await, Vec::<String>::new());
+    // Query syntax characters are just text.
+    for q in [
+        "\"printer",
+        "printer*",
+        "printer OR laptop",
+        "printer) OR (1=1",
+        "'; DROP TABLE incidents; --",
+        "NEAR(printer)",
+        "%",
+        "_",
+        "\\",
+    ] {
+        let resp = app
+            .get(&incidents_query(&[("q", q)]), agent)
+            .send()
+            .await
+            .unwrap();
+        let status = resp.status().as_u16();
+        assert!(status == 200 || status == 400, "q={q}: {status}");
+        let text = resp.text().await.unwrap();
+        if status == 200 {
+            let v: Value = serde_json::from_str(&text).unwrap();
+            if q.chars().any(|c| c.is_alphanumeric()) {
+                assert!(items(&v).len() <= 1, "q={q} must not widen the search: {v}");
+                assert!(!ids(&v).contains(&s(&other, "id").to_owned()), "q={q}: {v}");
+            } else {
+                // No words at all: either nothing matches or there is no
+                // search (every incident), but not a wildcard's pick.
+                let n = items(&v).len();
+                assert!(n == 0 || n == 3, "q={q}: {v}");
+            }
+        } else {
+            assert!(text.contains("query."), "q={q}: {text}");
+        }
+    }
+    // Combined with a filter.
+    let r = app
+        .list_incidents(agent, &[("q", "printer"), ("state", "resolved")])
+        .await;
+    assert!(items(&r).is_empty());
+    // Later edits are searchable.
+    let resp = app
+        .patch_incident(
+            agent,
+            s(&other, "id"),
+            1,
+            &json!({ "description": "Cable loose, replaced with HDMI" }),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(search("hdmi").await, vec![s(&other, "id").to_owned()]);
+    app.finish().await;
+}

@@ -1,0 +1,117 @@
+//! Two Keel processes on one PostgreSQL database: background work (email,
+//! webhooks, SLA breaches) happens exactly once. SQLite deployments run a
+//! single node, so this runs on PostgreSQL only.
+
+use std::collections::{HashMap, HashSet};
+
+use keel_tests::*;
+use reqwest::StatusCode;
+use serde_json::json;
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_nodes_on_one_database_send_each_email_webhook_and_breach_once() {
+    let Some(db) = SharedDatabase::postgres().await else {
+        return;
+    };
+    let sink = SmtpSink::start().await;
+    let receiver = HookReceiver::start(0).await;
+    let workers = format!(
+        "[smtp]\nurl = \"{}\"\nfrom = \"Keel <desk@keel.test>\"\npoll_interval_secs = 1\nretry_base_secs = 1\n\
+         [webhooks]\nallow_internal_targets = true\npoll_interval_secs = 1\nretry_base_secs = 1\n\
+         [sla]\nscan_interval_secs = 1\n",
+        sink.url()
+    );
+    // One after the other: the first migrates the empty database.
+    let node_a = KeelProcess::start(&db.url, &workers).await;
+    let node_b = KeelProcess::start(&db.url, &workers).await;
+    let a = TestApp::attach(Db::Postgres, node_a.port, &db.url);
+    let b = TestApp::attach(Db::Postgres, node_b.port, &db.url);
+
+    let admin = a.admin_token().await;
+    let requester = a.person(&admin, "req1", "requester").await;
+    expect_json(
+        b.post("/api/v1/sla/policies", &admin)
+            .json(&json!({"name": "Fast", "definition": {"targets": [{"kind": "first_response", "secs": 1}], "warn_percents": [50]}}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::CREATED,
+    )
+    .await;
+    expect_json(
+        a.post("/api/v1/webhooks", &admin)
+            .json(&json!({"url": receiver.url(), "events": ["*"]}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::CREATED,
+    )
+    .await;
+
+    // Incidents raised through both nodes.
+    const N: usize = 8;
+    let mut numbers = Vec::new();
+    for i in 0..N {
+        let node = if i % 2 == 0 { &a } else { &b };
+        let inc = node
+            .simple_incident(&requester.token, &format!("Shared incident {i}"))
+            .await;
+        numbers.push(s(&inc, "number").to_owned());
+    }
+
+    // Each incident: one acknowledgement email; webhooks for created, the SLA warning and the breach.
+    sink.wait_for("every acknowledgement", |m| m.len() >= N)
+        .await;
+    receiver
+        .wait_for("every webhook", |r| r.len() >= 3 * N)
+        .await;
+    // Two more passes of every worker on both nodes: nothing may be repeated.
+    tokio::time::sleep(std::time::Duration::from_millis(3000)).await;
+
+    let mails = sink.messages();
+    assert_eq!(mails.len(), N, "each acknowledgement once");
+    let subjects: HashSet<String> = mails.iter().map(|m| m.subject().to_owned()).collect();
+    assert_eq!(subjects.len(), N);
+
+    let hooks = receiver.received();
+    let mut per_event: HashMap<(String, String), usize> = HashMap::new();
+    let mut delivery_ids = HashSet::new();
+    for h in &hooks {
+        let body = h.json();
+        *per_event
+            .entry((
+                body["type"].as_str().unwrap().to_owned(),
+                body["data"]["number"].as_str().unwrap().to_owned(),
+            ))
+            .or_default() += 1;
+        assert!(
+            delivery_ids.insert(body["id"].as_str().unwrap().to_owned()),
+            "a delivery was posted twice"
+        );
+    }
+    for n in &numbers {
+        for event in ["incident.created", "sla.warning", "sla.breached"] {
+            assert_eq!(
+                per_event.get(&(event.to_owned(), n.clone())),
+                Some(&1),
+                "{event} for {n}: {per_event:?}"
+            );
+        }
+    }
+    assert_eq!(hooks.len(), 3 * N);
+
+    for n in &numbers {
+        let history = a
+            .get_json(&format!("/api/v1/incidents/{n}/history"), &admin)
+            .await;
+        let count = |action: &str| {
+            items(&history)
+                .iter()
+                .filter(|h| h["action"] == action)
+                .count()
+        };
+        assert_eq!(count("sla_breached"), 1, "{n}");
+        assert_eq!(count("sla_warning"), 1, "{n}");
+    }
+    drop((node_a, node_b));
+}
