@@ -20,5 +20,6 @@ mod nodes;
 mod ops;
 mod people;
 mod pg_restart;
+mod seed;
 mod sla;
 mod webhooks;

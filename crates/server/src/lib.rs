@@ -2,6 +2,7 @@
 //! factory shared by `main`, the black-box tests and the OpenAPI generator.
 
 pub mod config;
+pub mod seed;
 
 use std::net::TcpListener;
 use std::time::Duration;

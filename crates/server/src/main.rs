@@ -39,6 +39,32 @@ enum Command {
         #[command(subcommand)]
         command: MailCommand,
     },
+    /// Fill the database with synthetic users, groups and incidents (for
+    /// benchmarks); appends to what is there.
+    Seed {
+        /// Incidents to create.
+        #[arg(long, default_value_t = 10_000)]
+        incidents: u64,
+        /// Users to create (about one in ten is an agent).
+        #[arg(long, default_value_t = 500)]
+        users: u64,
+        /// Assignment groups to create.
+        #[arg(long, default_value_t = 10)]
+        groups: u64,
+        /// Comments on every incident.
+        #[arg(long, default_value_t = 0)]
+        comments_per_incident: u32,
+        /// Random seed: the same seed gives the same data.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Read the seeded users' password from standard input (otherwise a
+        /// random one is printed).
+        #[arg(long)]
+        password_stdin: bool,
+        /// No progress bar.
+        #[arg(long)]
+        quiet: bool,
+    },
 }
 
 #[derive(Subcommand)]
@@ -94,6 +120,26 @@ async fn main() -> ExitCode {
         Command::Mail {
             command: MailCommand::Ingest,
         } => return mail_ingest(config).await,
+        Command::Seed {
+            incidents,
+            users,
+            groups,
+            comments_per_incident,
+            seed,
+            password_stdin,
+            quiet,
+        } => {
+            let plan = SeedArgs {
+                incidents,
+                users,
+                groups,
+                comments_per_incident,
+                seed,
+                password_stdin,
+                quiet,
+            };
+            seed_command(config, plan).await
+        }
         Command::Openapi => Ok(()),
     };
     match result {
@@ -171,6 +217,59 @@ async fn user(config: Config, command: UserCommand) -> Result<(), StartError> {
         })
         .await?;
     println!("created user {} ({})", u.username, u.id);
+    Ok(())
+}
+
+struct SeedArgs {
+    incidents: u64,
+    users: u64,
+    groups: u64,
+    comments_per_incident: u32,
+    seed: u64,
+    password_stdin: bool,
+    quiet: bool,
+}
+
+async fn seed_command(config: Config, args: SeedArgs) -> Result<(), StartError> {
+    let bad = |e: &dyn std::fmt::Display| StartError::Other(e.to_string());
+    let password = if args.password_stdin {
+        let mut p = String::new();
+        std::io::stdin().read_to_string(&mut p)?;
+        p.trim_end_matches(['\n', '\r']).to_owned()
+    } else {
+        keel_auth::tokens::random_secret(12)
+    };
+    check_password(&password).map_err(|e| bad(&e))?;
+    let store = open_store(&config).await?;
+    let hashed = password.clone();
+    let password_hash = tokio::task::spawn_blocking(move || keel_auth::password::hash(&hashed))
+        .await
+        .map_err(|e| bad(&e))?
+        .map_err(|e| bad(&e))?;
+    let plan = keel_server::seed::SeedPlan {
+        incidents: args.incidents,
+        users: args.users,
+        groups: args.groups,
+        comments_per_incident: args.comments_per_incident,
+        seed: args.seed,
+        password_hash,
+        progress: !args.quiet,
+    };
+    let r = keel_server::seed::run(&store, &plan).await?;
+    println!(
+        "seeded {} incidents (INC{:07} on) with {} comments, {} users ({} agents), {} groups in {:.1} s ({:.0} incidents/s)",
+        r.incidents,
+        r.first_number,
+        r.comments,
+        r.users,
+        r.agents,
+        r.groups,
+        r.seconds,
+        r.incidents as f64 / r.seconds.max(0.001)
+    );
+    if !args.password_stdin {
+        println!("every seeded user's password: {password}");
+    }
     Ok(())
 }
 

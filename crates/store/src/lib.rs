@@ -11,6 +11,7 @@ pub mod idempotency;
 pub mod incidents;
 pub mod notify;
 mod search;
+pub mod seed;
 pub mod sessions;
 pub mod settings;
 pub mod sla;

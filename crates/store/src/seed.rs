@@ -1,0 +1,297 @@
+//! Bulk loading of synthetic data for benchmarks (`keel seed`): multi-row
+//! inserts, one transaction per batch, written exactly as the use cases
+//! write them (the record, its `created` audit entry, its comments and its
+//! search row), so a seeded database answers like a lived-in one.
+
+use chrono::{DateTime, Utc};
+use keel_core::Role;
+use sea_orm::{
+    ActiveValue::NotSet, ActiveValue::Set, ConnectionTrait, DatabaseBackend, EntityTrait,
+    IntoActiveModel, TransactionTrait, Value,
+};
+use uuid::Uuid;
+
+use crate::entities::{audit_event, comment, group, group_member, incident, user, user_role};
+use crate::search::stmt;
+use crate::{Store, StoreError};
+
+/// Rows per multi-row insert; well under both databases' bound-parameter
+/// limits (SQLite 32 766, PostgreSQL 65 535) at 26 columns.
+const ROWS_PER_INSERT: usize = 500;
+
+/// A user to load; `password_hash` is a PHC string (hash once, reuse).
+#[derive(Debug, Clone)]
+pub struct SeedUser {
+    pub id: Uuid,
+    pub username: String,
+    pub email: String,
+    pub display_name: String,
+    pub password_hash: String,
+    pub roles: Vec<Role>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An assignment group and its members.
+#[derive(Debug, Clone)]
+pub struct SeedGroup {
+    pub id: Uuid,
+    pub name: String,
+    pub description: String,
+    pub members: Vec<Uuid>,
+    pub created_at: DateTime<Utc>,
+}
+
+/// A comment on a seeded incident.
+#[derive(Debug, Clone)]
+pub struct SeedComment {
+    pub id: Uuid,
+    pub author_id: Uuid,
+    pub body: String,
+    pub internal: bool,
+    pub created_at: DateTime<Utc>,
+}
+
+/// An incident with everything the use cases would have stored for it. The
+/// caller keeps the fields consistent (a closed incident has `closed_at`).
+#[derive(Debug, Clone)]
+pub struct SeedIncident {
+    pub id: Uuid,
+    pub number: i64,
+    pub title: String,
+    pub description: String,
+    pub impact: u8,
+    pub urgency: u8,
+    pub priority: u8,
+    pub category: Option<String>,
+    pub major: bool,
+    pub state: &'static str,
+    pub hold_reason: Option<&'static str>,
+    pub resolution_code: Option<&'static str>,
+    pub resolution_notes: Option<String>,
+    pub requester_id: Uuid,
+    pub assignment_group_id: Option<Uuid>,
+    pub assignee_id: Option<Uuid>,
+    pub reassignment_count: i32,
+    pub created_at: DateTime<Utc>,
+    pub updated_at: DateTime<Utc>,
+    pub first_response_at: Option<DateTime<Utc>>,
+    pub resolved_at: Option<DateTime<Utc>>,
+    pub closed_at: Option<DateTime<Utc>>,
+    pub cancelled_at: Option<DateTime<Utc>>,
+    pub comments: Vec<SeedComment>,
+}
+
+impl Store {
+    /// The number the next incident gets.
+    pub async fn next_incident_number(&self) -> Result<i64, StoreError> {
+        let row = self
+            .db
+            .query_one_raw(stmt(
+                self.backend(),
+                "SELECT next_value FROM sequences WHERE name = ?",
+                vec!["incident".into()],
+            ))
+            .await?;
+        Ok(match row {
+            Some(r) => r.try_get::<i64>("", "next_value")?,
+            None => 1,
+        })
+    }
+
+    /// Loads users and groups (with memberships) in one transaction.
+    pub async fn seed_people(
+        &self,
+        users: &[SeedUser],
+        groups: &[SeedGroup],
+    ) -> Result<(), StoreError> {
+        let txn = self.db.begin().await?;
+        for chunk in users.chunks(ROWS_PER_INSERT) {
+            user::Entity::insert_many(chunk.iter().map(|u| user::ActiveModel {
+                id: Set(u.id),
+                username: Set(u.username.clone()),
+                email: Set(u.email.clone()),
+                display_name: Set(u.display_name.clone()),
+                password_hash: Set(u.password_hash.clone()),
+                active: Set(true),
+                created_at: Set(u.created_at),
+                updated_at: Set(u.created_at),
+            }))
+            .exec_without_returning(&txn)
+            .await?;
+            let roles: Vec<user_role::ActiveModel> = chunk
+                .iter()
+                .flat_map(|u| {
+                    u.roles.iter().map(|r| user_role::ActiveModel {
+                        user_id: Set(u.id),
+                        role: Set(r.as_str().to_owned()),
+                    })
+                })
+                .collect();
+            if !roles.is_empty() {
+                user_role::Entity::insert_many(roles)
+                    .exec_without_returning(&txn)
+                    .await?;
+            }
+        }
+        for g in groups {
+            group::Entity::insert(group::ActiveModel {
+                id: Set(g.id),
+                name: Set(g.name.clone()),
+                description: Set(g.description.clone()),
+                created_at: Set(g.created_at),
+                updated_at: Set(g.created_at),
+            })
+            .exec_without_returning(&txn)
+            .await?;
+            for chunk in g.members.chunks(ROWS_PER_INSERT) {
+                group_member::Entity::insert_many(chunk.iter().map(|&m| {
+                    group_member::ActiveModel {
+                        group_id: Set(g.id),
+                        user_id: Set(m),
+                    }
+                }))
+                .exec_without_returning(&txn)
+                .await?;
+            }
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Loads a batch of incidents (numbers must be unused) with their audit
+    /// entries, comments and search rows, in one transaction, and moves the
+    /// incident number sequence past them.
+    pub async fn seed_incidents(&self, batch: &[SeedIncident]) -> Result<(), StoreError> {
+        let txn = self.db.begin().await?;
+        let backend = txn.get_database_backend();
+        for chunk in batch.chunks(ROWS_PER_INSERT) {
+            incident::Entity::insert_many(chunk.iter().map(incident_model))
+                .exec_without_returning(&txn)
+                .await?;
+            audit_event::Entity::insert_many(chunk.iter().map(|i| audit_event::ActiveModel {
+                id: NotSet,
+                record_type: Set("incident".to_owned()),
+                record_id: Set(i.id),
+                actor_id: Set(Some(i.requester_id)),
+                action: Set("created".to_owned()),
+                field: Set(None),
+                old_value: Set(None),
+                new_value: Set(Some(format!("INC{:07}", i.number))),
+                visibility: Set("public".to_owned()),
+                created_at: Set(i.created_at),
+            }))
+            .exec_without_returning(&txn)
+            .await?;
+            let comments: Vec<comment::ActiveModel> = chunk
+                .iter()
+                .flat_map(|i| {
+                    i.comments.iter().map(|c| comment::ActiveModel {
+                        id: Set(c.id),
+                        record_type: Set("incident".to_owned()),
+                        record_id: Set(i.id),
+                        author_id: Set(c.author_id),
+                        body: Set(c.body.clone()),
+                        visibility: Set(if c.internal { "internal" } else { "public" }.to_owned()),
+                        created_at: Set(c.created_at),
+                    })
+                })
+                .collect();
+            for part in comments.chunks(ROWS_PER_INSERT) {
+                comment::Entity::insert_many(part.to_vec())
+                    .exec_without_returning(&txn)
+                    .await?;
+            }
+            insert_search_rows(&txn, backend, chunk).await?;
+        }
+        if let Some(last) = batch.iter().map(|i| i.number).max() {
+            txn.execute_raw(stmt(
+                backend,
+                "UPDATE sequences SET next_value = ? WHERE name = ? AND next_value <= ?",
+                vec![(last + 1).into(), "incident".into(), last.into()],
+            ))
+            .await?;
+        }
+        txn.commit().await?;
+        Ok(())
+    }
+
+    /// Refreshes the planner's statistics after a bulk load.
+    pub async fn analyze(&self) -> Result<(), StoreError> {
+        self.db.execute_unprepared("ANALYZE").await?;
+        Ok(())
+    }
+}
+
+fn incident_model(i: &SeedIncident) -> incident::ActiveModel {
+    incident::Model {
+        id: i.id,
+        number: i.number,
+        title: i.title.clone(),
+        description: i.description.clone(),
+        impact: i32::from(i.impact),
+        urgency: i32::from(i.urgency),
+        priority: i32::from(i.priority),
+        priority_overridden: false,
+        category: i.category.clone(),
+        major: i.major,
+        state: i.state.to_owned(),
+        hold_reason: i.hold_reason.map(str::to_owned),
+        resolution_code: i.resolution_code.map(str::to_owned),
+        resolution_notes: i.resolution_notes.clone(),
+        requester_id: i.requester_id,
+        assignment_group_id: i.assignment_group_id,
+        assignee_id: i.assignee_id,
+        reassignment_count: i.reassignment_count,
+        created_by: i.requester_id,
+        version: 1 + i64::from(i.reassignment_count) + i.comments.len() as i64,
+        created_at: i.created_at,
+        updated_at: i.updated_at,
+        first_response_at: i.first_response_at,
+        resolved_at: i.resolved_at,
+        closed_at: i.closed_at,
+        cancelled_at: i.cancelled_at,
+    }
+    .into_active_model()
+}
+
+/// The search rows of a chunk, as `search::reindex` would write them.
+async fn insert_search_rows<C: ConnectionTrait>(
+    db: &C,
+    backend: DatabaseBackend,
+    chunk: &[SeedIncident],
+) -> Result<(), StoreError> {
+    let key = match backend {
+        DatabaseBackend::Postgres => "number",
+        _ => "rowid",
+    };
+    let mut text = format!(
+        "INSERT INTO incident_search ({key}, title, description, public_comments, internal_comments) VALUES "
+    );
+    let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 5);
+    for (n, i) in chunk.iter().enumerate() {
+        if n > 0 {
+            text.push_str(", ");
+        }
+        text.push_str("(?, ?, ?, ?, ?)");
+        let mut public = String::new();
+        let mut internal = String::new();
+        for c in &i.comments {
+            let target = if c.internal {
+                &mut internal
+            } else {
+                &mut public
+            };
+            target.push_str(&c.body);
+            target.push('\n');
+        }
+        values.extend([
+            i.number.into(),
+            i.title.clone().into(),
+            i.description.clone().into(),
+            public.into(),
+            internal.into(),
+        ]);
+    }
+    db.execute_raw(stmt(backend, &text, values)).await?;
+    Ok(())
+}
