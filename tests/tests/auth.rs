@@ -190,6 +190,8 @@ both!(logout_ends_the_session);
 async fn logout_ends_the_session(app: TestApp) {
     let t = app.login("admin", ADMIN_PASSWORD).await;
     let other = app.login("admin", ADMIN_PASSWORD).await;
+    // Known (and so cached) before the logout.
+    expect_json(me(&app, &t.access_token).await, StatusCode::OK).await;
     let resp = app
         .post("/api/v1/auth/logout", &t.access_token)
         .json(&json!({ "refresh_token": t.refresh_token }))
@@ -776,5 +778,34 @@ async fn tokens_signed_with_the_real_key_still_need_every_claim_right(app: TestA
         let body: Value = resp.json().await.unwrap();
         assert_eq!(body["code"], "auth.invalid_token", "{what}: {body}");
     }
+    app.finish().await;
+}
+
+both!(
+    another_node_sees_a_revocation_within_the_actor_cache_time,
+    |cfg| {
+        cfg.auth.actor_cache_secs = 1;
+    }
+);
+async fn another_node_sees_a_revocation_within_the_actor_cache_time(app: TestApp) {
+    use base64::Engine;
+    let t = app.login("admin", ADMIN_PASSWORD).await;
+    expect_json(me(&app, &t.access_token).await, StatusCode::OK).await;
+    let payload = t.access_token.split('.').nth(1).unwrap();
+    let claims: serde_json::Value = serde_json::from_slice(
+        &base64::engine::general_purpose::URL_SAFE_NO_PAD
+            .decode(payload)
+            .unwrap(),
+    )
+    .unwrap();
+    let sid: uuid::Uuid = claims["sid"].as_str().unwrap().parse().unwrap();
+    // Another node (here: a second connection) ends the session.
+    app.store()
+        .await
+        .revoke_session(keel_core::SessionId(sid))
+        .await
+        .unwrap();
+    tokio::time::sleep(std::time::Duration::from_millis(1_200)).await;
+    assert_problem(me(&app, &t.access_token).await, 401, "auth.invalid_token").await;
     app.finish().await;
 }

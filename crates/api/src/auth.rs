@@ -50,39 +50,82 @@ pub fn bearer(req: &HttpRequest) -> Option<String> {
         .then(|| token.trim().to_owned())
 }
 
-/// Resolves a bearer credential to an actor.
+/// Resolves a bearer credential to an actor, from the actor cache when it
+/// is fresh there. A JWT's signature and expiry are checked every time.
 pub async fn authenticate(state: &AppState, bearer: Option<String>) -> Result<Actor, ApiError> {
     let token = bearer.ok_or(AuthError::Missing)?;
-    if is_api_token(&token) {
-        let t = state
-            .store
-            .find_api_token(&sha256_hex(token.as_bytes()))
-            .await?
-            .ok_or(AuthError::InvalidToken)?;
-        let (username, roles) = active_user(state, t.user_id).await?;
-        return Ok(Actor {
-            user_id: t.user_id,
-            username,
-            roles,
-            credential: Credential::ApiToken(t.scopes),
-        });
+    let api_token = is_api_token(&token);
+    let claims = if api_token {
+        None
+    } else {
+        Some(state.jwt.verify(&token)?)
+    };
+    let key = sha256_hex(token.as_bytes());
+    if let Some(actor) = state.actors.get(&key) {
+        return Ok(actor);
     }
-    let claims = state.jwt.verify(&token)?;
-    let user_id = UserId(claims.sub);
-    if !state
-        .store
-        .session_active(SessionId(claims.sid), user_id)
-        .await?
-    {
-        return Err(AuthError::InvalidToken.into());
+    let generation = state.actors.generation();
+    let now = chrono::Utc::now();
+    let remaining = |until: chrono::DateTime<chrono::Utc>| (until - now).to_std().ok();
+    let (actor, valid_for) = match claims {
+        None => {
+            let t = state
+                .store
+                .find_api_token(&key)
+                .await?
+                .ok_or(AuthError::InvalidToken)?;
+            let (username, roles) = active_user(state, t.user_id).await?;
+            let actor = Actor {
+                user_id: t.user_id,
+                username,
+                roles,
+                credential: Credential::ApiToken(t.scopes),
+            };
+            (actor, t.expires_at.map(|e| remaining(e).unwrap_or_default()))
+        }
+        Some(claims) => {
+            let user_id = UserId(claims.sub);
+            if !state
+                .store
+                .session_active(SessionId(claims.sid), user_id)
+                .await?
+            {
+                return Err(AuthError::InvalidToken.into());
+            }
+            let (username, roles) = active_user(state, user_id).await?;
+            let actor = Actor {
+                user_id,
+                username,
+                roles,
+                credential: Credential::Session,
+            };
+            let exp = chrono::DateTime::from_timestamp(claims.exp, 0).unwrap_or(now);
+            (actor, Some(remaining(exp).unwrap_or_default()))
+        }
+    };
+    state
+        .actors
+        .insert(key, actor.clone(), generation, valid_for);
+    Ok(actor)
+}
+
+/// Whether a request may change who is authenticated as what: sign-in
+/// state, users and their roles, passwords, API tokens. Such requests clear
+/// the actor cache when they finish, whatever their outcome.
+fn changes_credentials(req: &ServiceRequest) -> bool {
+    let m = req.method();
+    if m == actix_web::http::Method::GET || m == actix_web::http::Method::HEAD {
+        return false;
     }
-    let (username, roles) = active_user(state, user_id).await?;
-    Ok(Actor {
-        user_id,
-        username,
-        roles,
-        credential: Credential::Session,
-    })
+    let path = req.path();
+    [
+        "/api/v1/auth/",
+        "/api/v1/users",
+        "/api/v1/api-tokens",
+        "/api/v1/me/password",
+    ]
+    .iter()
+    .any(|p| path.starts_with(p))
 }
 
 /// The name and roles of an active user; anyone else's credential is invalid.
@@ -115,18 +158,31 @@ pub async fn require_auth(
     req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    if is_public(req.path()) {
-        return next
-            .call(req)
-            .await
-            .map(ServiceResponse::map_into_boxed_body);
-    }
     let Some(state) = req.app_data::<web::Data<AppState>>().cloned() else {
         return next
             .call(req)
             .await
             .map(ServiceResponse::map_into_boxed_body);
     };
+    if changes_credentials(&req) {
+        let res = authenticated(state.clone(), req, next).await;
+        state.actors.clear();
+        return res;
+    }
+    authenticated(state, req, next).await
+}
+
+async fn authenticated(
+    state: web::Data<AppState>,
+    req: ServiceRequest,
+    next: Next<impl MessageBody + 'static>,
+) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
+    if is_public(req.path()) {
+        return next
+            .call(req)
+            .await
+            .map(ServiceResponse::map_into_boxed_body);
+    }
     match authenticate(&state, bearer(req.request())).await {
         Ok(actor) => {
             req.extensions_mut().insert(actor);

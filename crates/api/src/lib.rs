@@ -2,6 +2,7 @@
 //! errors, authentication, idempotency, metrics, and the OpenAPI document
 //! generated from the same route tree the server runs.
 
+pub mod actor_cache;
 pub mod auth;
 pub mod dto;
 pub mod error;

@@ -37,4 +37,6 @@ pub struct AppState {
     pub throttle: Arc<LoginThrottle>,
     pub settings: Arc<ApiSettings>,
     pub metrics: Arc<Metrics>,
+    /// Recently authenticated actors (`auth.actor_cache_secs`).
+    pub actors: Arc<crate::actor_cache::ActorCache>,
 }

@@ -165,6 +165,11 @@ pub struct AuthConfig {
     pub login_max_failures_per_account: usize,
     pub login_max_failures_per_address: usize,
     pub login_window_secs: u64,
+    /// How long an authenticated caller is remembered, in seconds
+    /// (`KEEL_AUTH_ACTOR_CACHE_SECS`, default 2; 0 turns the cache off).
+    /// Revocations on this node apply at once; other nodes see them within
+    /// this time.
+    pub actor_cache_secs: u64,
     /// Password for the `admin` user created on first start
     /// (`KEEL_BOOTSTRAP_ADMIN_PASSWORD`); random and logged once when unset.
     pub bootstrap_admin_password: Option<Secret>,
@@ -233,6 +238,7 @@ impl Default for AuthConfig {
         AuthConfig {
             jwt_secret: None,
             access_token_ttl_secs: 900,
+            actor_cache_secs: 2,
             refresh_token_ttl_secs: 30 * 24 * 3600,
             login_max_failures_per_account: 5,
             login_max_failures_per_address: 50,
@@ -358,6 +364,9 @@ impl Config {
         if let Some(v) = parse_env("KEEL_ACCESS_TOKEN_TTL_SECS")? {
             self.auth.access_token_ttl_secs = v;
         }
+        if let Some(v) = parse_env("KEEL_AUTH_ACTOR_CACHE_SECS")? {
+            self.auth.actor_cache_secs = v;
+        }
         if let Some(v) = parse_env("KEEL_INCIDENTS_AUTO_CLOSE_DAYS")? {
             self.incidents.auto_close_days = v;
         }
@@ -397,6 +406,12 @@ impl Config {
         {
             return Err(ConfigError::Invalid(
                 "auth.jwt_secret must be at least 32 bytes".into(),
+            ));
+        }
+        if self.auth.actor_cache_secs > 60 {
+            return Err(ConfigError::Invalid(
+                "auth.actor_cache_secs must be at most 60, so revocations reach every node soon"
+                    .into(),
             ));
         }
         if self.auth.access_token_ttl_secs < 60

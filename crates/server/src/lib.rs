@@ -336,6 +336,9 @@ impl Application {
                 webhooks_allow_internal: config.webhooks.allow_internal_targets,
             }),
             metrics: std::sync::Arc::new(metrics),
+            actors: std::sync::Arc::new(keel_api::actor_cache::ActorCache::new(
+                Duration::from_secs(config.auth.actor_cache_secs),
+            )),
         };
         let listener = TcpListener::bind(&config.listen)?;
         let port = listener.local_addr()?.port();

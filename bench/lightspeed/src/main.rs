@@ -1,0 +1,120 @@
+//! The benchmark's "speed of light": the least an actix-web service on the
+//! same database stack as Keel (sea-orm over sqlx, the same pool and SQLite
+//! pragmas) can do per request. `GET /read/{n}` reads one row by primary
+//! key; `POST /insert` inserts one row. No authentication, no JSON body.
+//! `bench/run` starts it beside Keel and reports every result as a ratio to
+//! it, from the same run.
+//!
+//! Usage: `lightspeed <listen> <database-url> <workers>`
+
+use std::time::Duration;
+
+use actix_web::{App, HttpResponse, HttpServer, web};
+use sea_orm::{
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, Statement,
+};
+
+const ROWS: i64 = 10_000;
+
+fn sql(backend: DatabaseBackend, text: &str) -> String {
+    if backend == DatabaseBackend::Postgres {
+        text.replacen('?', "$1", 1).replacen('?', "$2", 1)
+    } else {
+        text.to_owned()
+    }
+}
+
+async fn read(db: web::Data<DatabaseConnection>, n: web::Path<i64>) -> HttpResponse {
+    let backend = db.get_database_backend();
+    let stmt = Statement::from_sql_and_values(
+        backend,
+        sql(backend, "SELECT id, body FROM lightspeed WHERE id = ?"),
+        [(n.into_inner() % ROWS).into()],
+    );
+    match db.query_one_raw(stmt).await {
+        Ok(Some(row)) => {
+            let body: String = row.try_get("", "body").unwrap_or_default();
+            HttpResponse::Ok().content_type("text/plain").body(body)
+        }
+        Ok(None) => HttpResponse::NotFound().finish(),
+        Err(_) => HttpResponse::ServiceUnavailable().finish(),
+    }
+}
+
+async fn insert(db: web::Data<DatabaseConnection>) -> HttpResponse {
+    let backend = db.get_database_backend();
+    let stmt = Statement::from_sql_and_values(
+        backend,
+        sql(
+            backend,
+            "INSERT INTO lightspeed_writes (id, created_at) VALUES (?, ?)",
+        ),
+        [
+            uuid::Uuid::now_v7().to_string().into(),
+            chrono::Utc::now().to_rfc3339().into(),
+        ],
+    );
+    match db.execute_raw(stmt).await {
+        Ok(_) => HttpResponse::Created().finish(),
+        Err(_) => HttpResponse::ServiceUnavailable().finish(),
+    }
+}
+
+#[actix_web::main]
+async fn main() -> std::io::Result<()> {
+    let args: Vec<String> = std::env::args().collect();
+    let (Some(listen), Some(url)) = (args.get(1), args.get(2)) else {
+        eprintln!("usage: lightspeed <listen> <database-url> [workers]");
+        std::process::exit(2);
+    };
+    let workers: usize = args.get(3).and_then(|w| w.parse().ok()).unwrap_or(2);
+    let mut opts = ConnectOptions::new(url.clone());
+    opts.max_connections(10)
+        .min_connections(1)
+        .acquire_timeout(Duration::from_secs(5))
+        .sqlx_logging(false)
+        .map_sqlx_sqlite_opts(|o| {
+            o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Full)
+                .busy_timeout(Duration::from_secs(10))
+                .foreign_keys(true)
+        });
+    let db = Database::connect(opts)
+        .await
+        .map_err(std::io::Error::other)?;
+    let setup = [
+        "DROP TABLE IF EXISTS lightspeed",
+        "DROP TABLE IF EXISTS lightspeed_writes",
+        "CREATE TABLE lightspeed (id BIGINT PRIMARY KEY, body TEXT NOT NULL)",
+        "CREATE TABLE lightspeed_writes (id TEXT PRIMARY KEY, created_at TEXT NOT NULL)",
+    ];
+    for s in setup {
+        db.execute_unprepared(s)
+            .await
+            .map_err(std::io::Error::other)?;
+    }
+    let mut values = Vec::new();
+    for n in 0..ROWS {
+        values.push(format!("({n}, 'row {n}')"));
+        if values.len() == 1000 {
+            db.execute_unprepared(&format!(
+                "INSERT INTO lightspeed (id, body) VALUES {}",
+                values.join(", ")
+            ))
+            .await
+            .map_err(std::io::Error::other)?;
+            values.clear();
+        }
+    }
+    let data = web::Data::new(db);
+    HttpServer::new(move || {
+        App::new()
+            .app_data(data.clone())
+            .route("/read/{n}", web::get().to(read))
+            .route("/insert", web::post().to(insert))
+    })
+    .workers(workers)
+    .bind(listen.as_str())?
+    .run()
+    .await
+}

@@ -1,0 +1,159 @@
+//! A short-lived cache of authenticated actors, keyed by a hash of the
+//! bearer credential. Without it every request costs three queries (session,
+//! user, roles) before its own work; with it, a busy client costs them once
+//! per `ttl`.
+//!
+//! Revocation stays immediate on the node that performs it: any write to
+//! sessions, users, passwords or API tokens clears the cache (see
+//! [`ActorCache::clear`] and `auth::require_auth`), and a lookup that started
+//! before a clear never stores its answer. Other nodes notice within `ttl`
+//! (default 2 s), which is documented for operators. An entry never outlives
+//! its credential's own expiry.
+
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use keel_core::Actor;
+
+/// Entries kept at most; the cache is emptied when it is full.
+const MAX_ENTRIES: usize = 10_000;
+
+#[derive(Debug)]
+pub struct ActorCache {
+    ttl: Duration,
+    inner: Mutex<Inner>,
+}
+
+#[derive(Debug, Default)]
+struct Inner {
+    generation: u64,
+    entries: HashMap<String, (Actor, Instant)>,
+}
+
+impl ActorCache {
+    /// A cache keeping actors for `ttl`; zero disables it.
+    pub fn new(ttl: Duration) -> Self {
+        ActorCache {
+            ttl,
+            inner: Mutex::new(Inner::default()),
+        }
+    }
+
+    pub fn enabled(&self) -> bool {
+        !self.ttl.is_zero()
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, Inner> {
+        // A panic while holding this lock cannot leave the map inconsistent.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The cached actor for `key`, if still fresh.
+    pub fn get(&self, key: &str) -> Option<Actor> {
+        if !self.enabled() {
+            return None;
+        }
+        let inner = self.lock();
+        match inner.entries.get(key) {
+            Some((actor, until)) if *until > Instant::now() => Some(actor.clone()),
+            _ => None,
+        }
+    }
+
+    /// The generation to pass to [`ActorCache::insert`]; read it before
+    /// looking the credential up.
+    pub fn generation(&self) -> u64 {
+        self.lock().generation
+    }
+
+    /// Stores `actor` unless the cache was cleared since `generation` was
+    /// read. `valid_for` caps the entry's life (the credential's expiry).
+    pub fn insert(&self, key: String, actor: Actor, generation: u64, valid_for: Option<Duration>) {
+        if !self.enabled() {
+            return;
+        }
+        let life = valid_for.map_or(self.ttl, |v| v.min(self.ttl));
+        if life.is_zero() {
+            return;
+        }
+        let mut inner = self.lock();
+        if inner.generation != generation {
+            return;
+        }
+        if inner.entries.len() >= MAX_ENTRIES {
+            inner.entries.clear();
+        }
+        inner.entries.insert(key, (actor, Instant::now() + life));
+    }
+
+    /// Forgets every actor; lookups in flight will not store theirs.
+    pub fn clear(&self) {
+        let mut inner = self.lock();
+        inner.generation = inner.generation.wrapping_add(1);
+        inner.entries.clear();
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use keel_core::actor::Credential;
+    use keel_core::{Role, UserId};
+
+    fn actor() -> Actor {
+        Actor {
+            user_id: UserId(uuid::Uuid::nil()),
+            username: "alice".into(),
+            roles: vec![Role::Agent],
+            credential: Credential::Session,
+        }
+    }
+
+    #[test]
+    fn a_cached_actor_is_returned_until_it_expires() {
+        let cache = ActorCache::new(Duration::from_millis(50));
+        let g = cache.generation();
+        cache.insert("k".into(), actor(), g, None);
+        assert_eq!(cache.get("k").map(|a| a.username), Some("alice".into()));
+        std::thread::sleep(Duration::from_millis(60));
+        assert!(cache.get("k").is_none());
+    }
+
+    #[test]
+    fn a_lookup_that_started_before_a_clear_is_not_stored() {
+        let cache = ActorCache::new(Duration::from_secs(5));
+        let g = cache.generation();
+        cache.clear();
+        cache.insert("k".into(), actor(), g, None);
+        assert!(cache.get("k").is_none());
+    }
+
+    #[test]
+    fn clearing_forgets_everyone() {
+        let cache = ActorCache::new(Duration::from_secs(5));
+        cache.insert("k".into(), actor(), cache.generation(), None);
+        cache.clear();
+        assert!(cache.get("k").is_none());
+    }
+
+    #[test]
+    fn an_entry_never_outlives_its_credential() {
+        let cache = ActorCache::new(Duration::from_secs(5));
+        cache.insert(
+            "k".into(),
+            actor(),
+            cache.generation(),
+            Some(Duration::from_millis(10)),
+        );
+        std::thread::sleep(Duration::from_millis(20));
+        assert!(cache.get("k").is_none());
+    }
+
+    #[test]
+    fn a_zero_ttl_disables_the_cache() {
+        let cache = ActorCache::new(Duration::ZERO);
+        cache.insert("k".into(), actor(), cache.generation(), None);
+        assert!(cache.get("k").is_none());
+    }
+}
