@@ -81,7 +81,10 @@ pub async fn authenticate(state: &AppState, bearer: Option<String>) -> Result<Ac
                 roles,
                 credential: Credential::ApiToken(t.scopes),
             };
-            (actor, t.expires_at.map(|e| remaining(e).unwrap_or_default()))
+            (
+                actor,
+                t.expires_at.map(|e| remaining(e).unwrap_or_default()),
+            )
         }
         Some(claims) => {
             let user_id = UserId(claims.sub);
