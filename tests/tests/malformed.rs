@@ -640,3 +640,42 @@ async fn a_requester_cannot_smuggle_fields_past_validation(app: TestApp) {
     }
     app.finish().await;
 }
+
+both!(a_method_a_path_does_not_take_gets_405_naming_the_ones_it_does);
+async fn a_method_a_path_does_not_take_gets_405_naming_the_ones_it_does(app: TestApp) {
+    let token = app.admin_token().await;
+    let id = "01936f1e-8c2a-7cc0-9a56-0f5b7e0c1d2e";
+    let cases = [
+        (Method::TRACE, "/api/v1/incidents".to_owned(), "GET, POST"),
+        (Method::PUT, format!("/api/v1/incidents/{id}"), "GET, PATCH"),
+        (
+            Method::POST,
+            format!("/api/v1/groups/{id}"),
+            "GET, PATCH, DELETE",
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/groups/{id}/members/{id}"),
+            "PUT, DELETE",
+        ),
+        (Method::DELETE, "/api/v1/auth/login".to_owned(), "POST"),
+        (Method::POST, "/healthz".to_owned(), "GET"),
+        (Method::DELETE, "/api/v1/openapi.json".to_owned(), "GET"),
+    ];
+    for (method, path, allow) in cases {
+        let resp = app
+            .authed(method.clone(), &path, &token)
+            .send()
+            .await
+            .unwrap();
+        let header = resp
+            .headers()
+            .get("allow")
+            .and_then(|v| v.to_str().ok())
+            .unwrap_or_default()
+            .to_owned();
+        assert_eq!(header, allow, "Allow for {method} {path}");
+        assert_problem(resp, 405, "route.method_not_allowed").await;
+    }
+    app.finish().await;
+}

@@ -2,6 +2,8 @@
 //! stable `code`. Domain errors are mapped by class in one place; 5xx bodies
 //! say nothing internal while the log carries the cause.
 
+use std::sync::LazyLock;
+
 use actix_web::body::{BoxBody, EitherBody, MessageBody};
 use actix_web::dev::ServiceResponse;
 use actix_web::http::StatusCode;
@@ -244,15 +246,65 @@ pub fn path_error(err: actix_web::error::PathError, _req: &HttpRequest) -> actix
     ApiError::not_found(&format!("resource ({err})")).into()
 }
 
-/// Unmatched requests: 405 when the path exists with other methods, else 404.
+/// Each documented path template, split into segments, with the methods the
+/// OpenAPI document declares for it as an `Allow` value (`GET, POST`).
+static ALLOWED: LazyLock<Vec<(Vec<String>, String)>> = LazyLock::new(|| {
+    crate::openapi()
+        .paths
+        .paths
+        .iter()
+        .map(|(path, item)| {
+            let methods: Vec<&str> = [
+                ("GET", item.get.is_some()),
+                ("HEAD", item.head.is_some()),
+                ("POST", item.post.is_some()),
+                ("PUT", item.put.is_some()),
+                ("PATCH", item.patch.is_some()),
+                ("DELETE", item.delete.is_some()),
+                ("OPTIONS", item.options.is_some()),
+            ]
+            .into_iter()
+            .filter_map(|(m, declared)| declared.then_some(m))
+            .collect();
+            (
+                path.split('/').map(str::to_owned).collect(),
+                methods.join(", "),
+            )
+        })
+        .collect()
+});
+
+/// The methods allowed on `path`: those the document declares for the
+/// template it matches (`{x}` matches any one segment). Paths outside the
+/// document (the served document itself, the API reference) are GET only.
+fn allowed_methods(path: &str) -> &'static str {
+    let segments: Vec<&str> = path.split('/').collect();
+    ALLOWED
+        .iter()
+        .find(|(template, _)| {
+            template.len() == segments.len()
+                && template.iter().zip(&segments).all(|(t, s)| {
+                    t == s || (t.starts_with('{') && t.ends_with('}') && !s.is_empty())
+                })
+        })
+        .map_or("GET", |(_, methods)| methods.as_str())
+}
+
+/// Unmatched requests: 405 with `Allow` when the path exists with other
+/// methods, else 404.
 pub async fn not_found(req: HttpRequest) -> HttpResponse {
     if req.resource_map().has_resource(req.path()) {
-        return ApiError::new(
+        let mut res = ApiError::new(
             StatusCode::METHOD_NOT_ALLOWED,
             "route.method_not_allowed",
             format!("{} is not allowed here", req.method()),
         )
         .error_response();
+        res.headers_mut().insert(
+            header::ALLOW,
+            HeaderValue::from_static(allowed_methods(req.path())),
+        );
+        return res;
     }
     ApiError::new(StatusCode::NOT_FOUND, "route.not_found", "no such route").error_response()
 }
