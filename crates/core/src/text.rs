@@ -25,8 +25,9 @@ impl TextError {
 }
 
 /// Trims `raw` and checks it is non-empty (when `required`), at most `max`
-/// characters, and free of control characters (newlines and tabs allowed only
-/// when `multiline`).
+/// characters as sent (before trimming, so the limit is one a client or a
+/// JSON Schema `maxLength` can check), and free of control characters
+/// (newlines and tabs allowed only when `multiline`).
 pub fn clean(
     field: &'static str,
     raw: &str,
@@ -38,7 +39,7 @@ pub fn clean(
     if required && s.is_empty() {
         return Err(TextError::Empty { field });
     }
-    if s.chars().count() > max {
+    if raw.chars().count() > max {
         return Err(TextError::TooLong { field, max });
     }
     let bad = |c: char| c.is_control() && !(multiline && (c == '\n' || c == '\r' || c == '\t'));
@@ -63,6 +64,13 @@ mod tests {
             clean("title", "abcdef", 5, true, false),
             Err(TextError::TooLong { .. })
         ));
+        assert!(
+            matches!(
+                clean("title", " abcd ", 5, true, false),
+                Err(TextError::TooLong { .. })
+            ),
+            "the limit counts what was sent"
+        );
         assert!(clean("title", "a\u{0}b", 5, true, false).is_err());
         assert!(clean("body", "a\nb", 5, true, false).is_err());
         assert!(clean("body", "a\nb", 5, true, true).is_ok());
