@@ -4,6 +4,7 @@
 
 pub mod actor_cache;
 pub mod auth;
+pub mod body;
 pub mod dto;
 pub mod error;
 pub mod idempotency;

@@ -11,6 +11,7 @@ use keel_store::sessions::Refresh;
 
 use super::{blocking, client_addr};
 use crate::auth::Auth;
+use crate::body::Json;
 use crate::dto::{
     ApiToken, LoginRequest, NewApiToken, Page, PasswordChange, RefreshRequest, TokenResponse, User,
 };
@@ -54,7 +55,7 @@ async fn issue(
 pub async fn login(
     state: web::Data<AppState>,
     req: HttpRequest,
-    body: web::Json<LoginRequest>,
+    body: Json<LoginRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let body = body.into_inner();
     let addr = client_addr(&req);
@@ -121,7 +122,7 @@ impl IntoApi for AuthError {
 #[post("/auth/refresh")]
 pub async fn refresh(
     state: web::Data<AppState>,
-    body: web::Json<RefreshRequest>,
+    body: Json<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
     let next = random_secret(32);
     let outcome = state
@@ -157,7 +158,7 @@ pub async fn refresh(
 #[post("/auth/logout")]
 pub async fn logout(
     state: web::Data<AppState>,
-    body: web::Json<RefreshRequest>,
+    body: Json<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
     if let Some(session) = state
         .store
@@ -195,7 +196,7 @@ pub async fn me(state: web::Data<AppState>, auth: Auth) -> Result<web::Json<User
 pub async fn change_password(
     state: web::Data<AppState>,
     auth: Auth,
-    body: web::Json<PasswordChange>,
+    body: Json<PasswordChange>,
 ) -> Result<HttpResponse, ApiError> {
     if !matches!(auth.0.credential, keel_core::actor::Credential::Session) {
         return Err(ApiError::forbidden("API tokens cannot change passwords"));
@@ -242,7 +243,7 @@ pub async fn change_password(
 pub async fn create_api_token(
     state: web::Data<AppState>,
     auth: Auth,
-    body: web::Json<NewApiToken>,
+    body: Json<NewApiToken>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::ApiTokensManage)?;
     let body = body.into_inner();
@@ -384,7 +385,7 @@ pub async fn set_notification_pref(
     state: web::Data<AppState>,
     auth: Auth,
     event: web::Path<String>,
-    body: web::Json<crate::dto::NotificationPrefInput>,
+    body: Json<crate::dto::NotificationPrefInput>,
 ) -> Result<web::Json<Page<crate::dto::NotificationPref>>, ApiError> {
     let e = keel_store::notify::Event::parse(&event)
         .ok_or_else(|| ApiError::not_found("notification event"))?;

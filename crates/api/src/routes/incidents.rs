@@ -22,6 +22,7 @@ use uuid::Uuid;
 use super::people::PageParams;
 use super::{etag, if_match, require_if_match};
 use crate::auth::Auth;
+use crate::body::Json;
 use crate::dto::{
     Attachment, AttachmentUpload, Comment, HistoryItem, Incident, IncidentUpdate, Link, NewComment,
     NewIncident, NewLink, NewWatcher, Page, TransitionInput, UserSummary,
@@ -56,7 +57,7 @@ fn with_etag(status: StatusCode, inc: Incident) -> HttpResponse {
 pub async fn create(
     state: web::Data<AppState>,
     auth: Auth,
-    body: web::Json<NewIncident>,
+    body: Json<NewIncident>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
     let m = &state.settings.priority_matrix;
@@ -279,7 +280,7 @@ pub async fn update(
     auth: Auth,
     req: HttpRequest,
     id: web::Path<String>,
-    body: web::Json<IncidentUpdate>,
+    body: Json<IncidentUpdate>,
 ) -> Result<HttpResponse, ApiError> {
     let version = require_if_match(&req)?;
     let b = body.into_inner();
@@ -335,7 +336,7 @@ pub async fn transition(
     auth: Auth,
     req: HttpRequest,
     id: web::Path<String>,
-    body: web::Json<TransitionInput>,
+    body: Json<TransitionInput>,
 ) -> Result<HttpResponse, ApiError> {
     let version = if_match(&req)?;
     let b = body.into_inner();
@@ -374,7 +375,7 @@ pub async fn add_comment(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    body: web::Json<NewComment>,
+    body: Json<NewComment>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
     let c = state
@@ -648,7 +649,7 @@ pub async fn add_link(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    body: web::Json<NewLink>,
+    body: Json<NewLink>,
 ) -> Result<HttpResponse, ApiError> {
     let b = body.into_inner();
     let l = state
@@ -722,7 +723,7 @@ pub async fn add_watcher(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    body: web::Json<NewWatcher>,
+    body: Json<NewWatcher>,
 ) -> Result<web::Json<Page<UserSummary>>, ApiError> {
     let items = state.store.add_watcher(&auth.0, &id, &body.user).await?;
     Ok(web::Json(Page::all(

@@ -12,6 +12,7 @@ use utoipa::IntoParams;
 
 use super::{blocking, parse_id};
 use crate::auth::Auth;
+use crate::body::Json;
 use crate::dto::{Group, GroupInput, NewUser, Page, User, UserSummary, UserUpdate};
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
@@ -68,7 +69,7 @@ fn roles_required(roles: &[Role]) -> Result<(), ApiError> {
 pub async fn create_user(
     state: web::Data<AppState>,
     auth: Auth,
-    body: web::Json<NewUser>,
+    body: Json<NewUser>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::DirectoryAdmin)?;
     let body = body.into_inner();
@@ -170,7 +171,7 @@ pub async fn update_user(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    body: web::Json<UserUpdate>,
+    body: Json<UserUpdate>,
 ) -> Result<web::Json<User>, ApiError> {
     auth.require(Permission::DirectoryAdmin)?;
     let id = UserId(parse_id(&id, "user")?);
@@ -243,7 +244,7 @@ fn group_description(raw: &str) -> Result<String, ApiError> {
 pub async fn create_group(
     state: web::Data<AppState>,
     auth: Auth,
-    body: web::Json<GroupInput>,
+    body: Json<GroupInput>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::DirectoryAdmin)?;
     let name = group_name(body.name.as_deref().unwrap_or(""))?;
@@ -320,7 +321,7 @@ pub async fn update_group(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    body: web::Json<GroupInput>,
+    body: Json<GroupInput>,
 ) -> Result<web::Json<Group>, ApiError> {
     auth.require(Permission::DirectoryAdmin)?;
     let name = body.name.as_deref().map(group_name).transpose()?;

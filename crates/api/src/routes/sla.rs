@@ -8,6 +8,7 @@ use keel_store::sla::CalendarView;
 
 use super::parse_id;
 use crate::auth::Auth;
+use crate::body::Json;
 use crate::dto::{
     ExceptionDto, HolidayDto, Page, SlaCalendar, SlaCalendarInput, SlaPolicy, SlaPolicyInput,
     WeekDto,
@@ -177,7 +178,7 @@ pub async fn list_calendars(
 pub async fn create_calendar(
     state: web::Data<AppState>,
     auth: Auth,
-    body: web::Json<SlaCalendarInput>,
+    body: Json<SlaCalendarInput>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::SlaAdmin)?;
     let b = body.into_inner();
@@ -251,7 +252,7 @@ pub async fn update_calendar(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    body: web::Json<SlaCalendarInput>,
+    body: Json<SlaCalendarInput>,
 ) -> Result<web::Json<SlaCalendar>, ApiError> {
     auth.require(Permission::SlaAdmin)?;
     let id = parse_id(&id, "calendar")?;
@@ -379,7 +380,7 @@ pub async fn list_policies(
 pub async fn create_policy(
     state: web::Data<AppState>,
     auth: Auth,
-    body: web::Json<SlaPolicyInput>,
+    body: Json<SlaPolicyInput>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::SlaAdmin)?;
     let b = body.into_inner();
@@ -447,7 +448,7 @@ pub async fn update_policy(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    body: web::Json<SlaPolicyInput>,
+    body: Json<SlaPolicyInput>,
 ) -> Result<web::Json<SlaPolicy>, ApiError> {
     auth.require(Permission::SlaAdmin)?;
     let id = parse_id(&id, "policy")?;

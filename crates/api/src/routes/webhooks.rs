@@ -6,6 +6,7 @@ use keel_store::webhooks::EVENTS;
 
 use super::parse_id;
 use crate::auth::Auth;
+use crate::body::Json;
 use crate::dto::{Page, Webhook, WebhookDelivery, WebhookInput};
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
@@ -77,7 +78,7 @@ fn check_secret(s: &str) -> Result<(), ApiError> {
 pub async fn create_webhook(
     state: web::Data<AppState>,
     auth: Auth,
-    body: web::Json<WebhookInput>,
+    body: Json<WebhookInput>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::WebhooksAdmin)?;
     let b = body.into_inner();
@@ -169,7 +170,7 @@ pub async fn update_webhook(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    body: web::Json<WebhookInput>,
+    body: Json<WebhookInput>,
 ) -> Result<web::Json<Webhook>, ApiError> {
     auth.require(Permission::WebhooksAdmin)?;
     let id = parse_id(&id, "webhook")?;
