@@ -210,6 +210,32 @@ async fn logout_ends_the_session(app: TestApp) {
     app.finish().await;
 }
 
+both!(an_over_long_refresh_token_is_refused_not_ignored);
+async fn an_over_long_refresh_token_is_refused_not_ignored(app: TestApp) {
+    let t = app.login("admin", ADMIN_PASSWORD).await;
+    let long = "x".repeat(513);
+    for path in ["/api/v1/auth/logout", "/api/v1/auth/refresh"] {
+        let resp = app
+            .request(Method::POST, path)
+            .json(&json!({ "refresh_token": long }))
+            .send()
+            .await
+            .unwrap();
+        let body = assert_problem(resp, 422, "validation.invalid_text").await;
+        assert_eq!(body["field"], "refresh_token", "{path}");
+    }
+    // The longest token the contract allows is still just unknown.
+    let resp = app
+        .request(Method::POST, "/api/v1/auth/logout")
+        .json(&json!({ "refresh_token": "x".repeat(512) }))
+        .send()
+        .await
+        .unwrap();
+    expect_status(resp, StatusCode::NO_CONTENT).await;
+    expect_json(me(&app, &t.access_token).await, StatusCode::OK).await;
+    app.finish().await;
+}
+
 both!(requests_without_credentials_are_refused);
 async fn requests_without_credentials_are_refused(app: TestApp) {
     for (method, path) in [

@@ -72,6 +72,10 @@ pub struct RefreshRequest {
     pub refresh_token: String,
 }
 
+/// Longest refresh token accepted (the `maxLength` above); Keel issues
+/// shorter ones.
+pub const REFRESH_TOKEN_MAX_CHARS: usize = 512;
+
 /// Change one's own password.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]

@@ -13,7 +13,8 @@ use super::{blocking, client_addr};
 use crate::auth::Auth;
 use crate::body::Json;
 use crate::dto::{
-    ApiToken, LoginRequest, NewApiToken, Page, PasswordChange, RefreshRequest, TokenResponse, User,
+    ApiToken, LoginRequest, NewApiToken, Page, PasswordChange, REFRESH_TOKEN_MAX_CHARS,
+    RefreshRequest, TokenResponse, User,
 };
 use crate::error::{ApiError, Problem};
 use crate::state::AppState;
@@ -105,6 +106,19 @@ impl IntoApi for AuthError {
     }
 }
 
+/// Refuses a refresh token longer than the contract allows, like any other
+/// over-long field: 422 `validation.invalid_text`.
+fn check_refresh_token(token: &str) -> Result<(), ApiError> {
+    if token.chars().count() > REFRESH_TOKEN_MAX_CHARS {
+        return Err(ApiError::unprocessable(
+            "validation.invalid_text",
+            "refresh_token",
+            format!("refresh_token is longer than {REFRESH_TOKEN_MAX_CHARS} characters"),
+        ));
+    }
+    Ok(())
+}
+
 /// Refresh tokens
 ///
 /// Exchanges a refresh token for a new access token and a new refresh token.
@@ -124,6 +138,7 @@ pub async fn refresh(
     state: web::Data<AppState>,
     body: Json<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    check_refresh_token(&body.refresh_token)?;
     let next = random_secret(32);
     let outcome = state
         .store
@@ -160,6 +175,7 @@ pub async fn logout(
     state: web::Data<AppState>,
     body: Json<RefreshRequest>,
 ) -> Result<HttpResponse, ApiError> {
+    check_refresh_token(&body.refresh_token)?;
     if let Some(session) = state
         .store
         .session_of_refresh(&sha256_hex(body.refresh_token.as_bytes()))
