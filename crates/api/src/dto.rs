@@ -13,6 +13,8 @@ use serde::{Deserialize, Deserializer, Serialize};
 use utoipa::ToSchema;
 use uuid::Uuid;
 
+pub mod rules;
+
 /// Distinguishes a field that is absent from one that is `null`.
 pub fn double_option<'de, T, D>(d: D) -> Result<Option<Option<T>>, D::Error>
 where
@@ -80,8 +82,10 @@ pub const REFRESH_TOKEN_MAX_CHARS: usize = 512;
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct PasswordChange {
+    #[schema(max_length = 1024)]
     pub current_password: String,
-    /// At least 10 characters.
+    /// 10-1024 characters.
+    #[schema(min_length = 10, max_length = 1024)]
     pub new_password: String,
 }
 
@@ -90,12 +94,12 @@ pub struct PasswordChange {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "monitoring", "scopes": ["incidents:write"], "expires_at": "2027-01-01T00:00:00Z"}))]
 pub struct NewApiToken {
-    /// What the token is for.
-    #[schema(max_length = 100)]
+    #[schema(schema_with = rules::api_token_name)]
     pub name: String,
-    /// What the token may do, within its owner's roles.
+    /// What the token may do, within its owner's roles; at least one.
+    #[schema(min_items = 1)]
     pub scopes: Vec<Scope>,
-    /// When the token stops working; never when absent.
+    /// When the token stops working (in the future); never when absent.
     pub expires_at: Option<DateTime<Utc>>,
 }
 
@@ -205,14 +209,22 @@ impl From<UserView> for User {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"username": "alice", "email": "alice@example.com", "display_name": "Alice Agent", "password": "a long password", "roles": ["agent"], "groups": ["Service Desk"]}))]
 pub struct NewUser {
-    /// 2-64 characters: lowercase letters, digits, `.`, `_`, `-`.
+    #[schema(schema_with = rules::username)]
     pub username: String,
+    /// An email address with a dotted domain, at most 254 characters
+    /// (stored lowercase).
+    #[schema(
+        max_length = 254,
+        pattern = r"^[!-?A-~]{1,64}@[!-\-/-?A-~]+(\.[!-\-/-?A-~]+)+$"
+    )]
     pub email: String,
-    /// Defaults to the username.
+    #[schema(schema_with = rules::display_name)]
     pub display_name: Option<String>,
-    /// At least 10 characters.
+    /// 10-1024 characters.
+    #[schema(min_length = 10, max_length = 1024)]
     pub password: String,
     /// At least one role.
+    #[schema(min_items = 1)]
     pub roles: Vec<Role>,
     /// Group ids or names to join.
     #[serde(default)]
@@ -223,11 +235,21 @@ pub struct NewUser {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 pub struct UserUpdate {
+    /// An email address with a dotted domain, at most 254 characters
+    /// (stored lowercase).
+    #[schema(
+        max_length = 254,
+        pattern = r"^[!-?A-~]{1,64}@[!-\-/-?A-~]+(\.[!-\-/-?A-~]+)+$"
+    )]
     pub email: Option<String>,
+    #[schema(schema_with = rules::display_name_update)]
     pub display_name: Option<String>,
+    /// At least one role.
+    #[schema(min_items = 1)]
     pub roles: Option<Vec<Role>>,
     pub active: Option<bool>,
-    /// Sets a new password.
+    /// Sets a new password: 10-1024 characters.
+    #[schema(min_length = 10, max_length = 1024)]
     pub password: Option<String>,
 }
 
@@ -255,13 +277,28 @@ impl From<GroupView> for Group {
     }
 }
 
-/// A new group, or changes to one.
+/// A new group.
+// Required fields of the `New*` bodies stay `Option`s, so that a missing one
+// gets the same 422 and code as an invalid one; the schema marks them
+// required.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "Service Desk", "description": "First line"}))]
-pub struct GroupInput {
-    /// Unique, 1-100 characters.
+pub struct NewGroup {
+    #[schema(schema_with = rules::group_name, required = true)]
     pub name: Option<String>,
+    #[schema(schema_with = rules::group_description)]
+    pub description: Option<String>,
+}
+
+/// Changes to a group; send only what changes.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"description": "First and second line"}))]
+pub struct GroupUpdate {
+    #[schema(schema_with = rules::group_name_update)]
+    pub name: Option<String>,
+    #[schema(schema_with = rules::group_description)]
     pub description: Option<String>,
 }
 
@@ -367,17 +404,22 @@ impl From<IncidentView> for Incident {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"title": "Mail is down", "description": "Outlook cannot connect since 9:00", "impact": 1, "urgency": 2}))]
 pub struct NewIncident {
-    /// 1-200 characters.
+    #[schema(schema_with = rules::title)]
     pub title: String,
-    /// Up to 20 000 characters.
     #[serde(default)]
+    #[schema(schema_with = rules::description)]
     pub description: String,
-    /// 1 = high ... 3 = low.
+    /// 1 = high ... 3 = low (4 with a four-level priority matrix; the
+    /// configured matrix decides how many levels there are).
+    #[schema(minimum = 1, maximum = 4)]
     pub impact: i64,
-    /// 1 = high ... 3 = low.
+    /// 1 = high ... 3 = low (4 with a four-level priority matrix).
+    #[schema(minimum = 1, maximum = 4)]
     pub urgency: i64,
     /// Agents only: override the computed priority (1-5).
+    #[schema(minimum = 1, maximum = 5)]
     pub priority: Option<i64>,
+    #[schema(schema_with = rules::category)]
     pub category: Option<String>,
     /// Agents only.
     #[serde(default)]
@@ -396,15 +438,22 @@ pub struct NewIncident {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"urgency": 1, "assignee": "alice"}))]
 pub struct IncidentUpdate {
+    #[schema(schema_with = rules::title_update)]
     pub title: Option<String>,
+    #[schema(schema_with = rules::description_update)]
     pub description: Option<String>,
+    /// 1 = high ... 3 = low (4 with a four-level priority matrix).
+    #[schema(minimum = 1, maximum = 4)]
     pub impact: Option<i64>,
+    /// 1 = high ... 3 = low (4 with a four-level priority matrix).
+    #[schema(minimum = 1, maximum = 4)]
     pub urgency: Option<i64>,
+    /// 1-5; `null` returns to the computed priority.
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<i64>)]
+    #[schema(value_type = Option<i64>, minimum = 1, maximum = 5)]
     pub priority: Option<Option<i64>>,
     #[serde(default, deserialize_with = "double_option")]
-    #[schema(value_type = Option<String>)]
+    #[schema(schema_with = rules::category)]
     pub category: Option<Option<String>>,
     pub major: Option<bool>,
     #[serde(default, deserialize_with = "double_option")]
@@ -425,7 +474,7 @@ pub struct TransitionInput {
     pub hold_reason: Option<HoldReason>,
     /// Required by `resolve`.
     pub resolution_code: Option<ResolutionCode>,
-    /// Required by `resolve`.
+    /// Required by `resolve`: 1-4000 characters (other actions ignore it).
     pub resolution_notes: Option<String>,
 }
 
@@ -456,7 +505,7 @@ impl From<CommentView> for Comment {
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"body": "Could you try again now?", "visibility": "public"}))]
 pub struct NewComment {
-    /// 1-20 000 characters.
+    #[schema(schema_with = rules::comment_body)]
     pub body: String,
     /// `public` (the requester sees it) or `internal` (agents only). Default `public`.
     #[serde(default = "public")]
@@ -494,8 +543,9 @@ impl From<AttachmentView> for Attachment {
     }
 }
 
-/// Multipart upload form.
+/// Multipart upload form: one part named `file` (other parts are skipped).
 #[derive(Debug, ToSchema)]
+#[serde(deny_unknown_fields)]
 pub struct AttachmentUpload {
     /// The file (one part named `file`).
     #[schema(value_type = String, format = Binary)]
@@ -680,21 +730,46 @@ impl From<keel_store::sla::SlaTimerView> for SlaTarget {
 pub enum HolidayDto {
     /// `{"date": "2026-12-25"}`
     Date(chrono::NaiveDate),
-    /// `{"yearly": {"month": 12, "day": 25}}`
-    Yearly { month: u32, day: u32 },
+    /// `{"yearly": {"month": 12, "day": 25}}`; the day must exist in that
+    /// month (29 February counts in leap years only).
+    Yearly {
+        #[schema(minimum = 1, maximum = 12)]
+        month: u32,
+        #[schema(minimum = 1, maximum = 31)]
+        day: u32,
+    },
 }
 
+/// Local working time from one time of day to a later one, `"HH:MM-HH:MM"`
+/// (`24:00` ends a day).
+// Schema only: the ranges in `WeekDto` and `ExceptionDto` are strings.
+#[derive(Debug, ToSchema)]
+#[schema(
+    value_type = String,
+    pattern = r"^([01][0-9]|2[0-3]):[0-5][0-9]-(([01][0-9]|2[0-3]):[0-5][0-9]|24:00)$",
+    example = "09:00-17:30"
+)]
+pub struct HoursRange(pub String);
+
 /// Working hours per weekday as `"HH:MM-HH:MM"` ranges in local time
-/// (`24:00` ends a day); a missing day is not worked.
+/// (`24:00` ends a day), at most 24 a day, each starting before it ends,
+/// sorted and not overlapping; a missing day is not worked.
 #[derive(Debug, Clone, Default, Serialize, Deserialize, ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct WeekDto {
+    #[schema(value_type = Vec<HoursRange>, max_items = 24)]
     pub monday: Vec<String>,
+    #[schema(value_type = Vec<HoursRange>, max_items = 24)]
     pub tuesday: Vec<String>,
+    #[schema(value_type = Vec<HoursRange>, max_items = 24)]
     pub wednesday: Vec<String>,
+    #[schema(value_type = Vec<HoursRange>, max_items = 24)]
     pub thursday: Vec<String>,
+    #[schema(value_type = Vec<HoursRange>, max_items = 24)]
     pub friday: Vec<String>,
+    #[schema(value_type = Vec<HoursRange>, max_items = 24)]
     pub saturday: Vec<String>,
+    #[schema(value_type = Vec<HoursRange>, max_items = 24)]
     pub sunday: Vec<String>,
 }
 
@@ -703,7 +778,8 @@ pub struct WeekDto {
 #[serde(deny_unknown_fields)]
 pub struct ExceptionDto {
     pub date: chrono::NaiveDate,
-    /// `"HH:MM-HH:MM"` ranges in local time.
+    /// `"HH:MM-HH:MM"` ranges in local time, sorted and not overlapping.
+    #[schema(value_type = Vec<HoursRange>)]
     pub hours: Vec<String>,
 }
 
@@ -721,7 +797,7 @@ pub struct SlaCalendar {
     pub updated_at: DateTime<Utc>,
 }
 
-/// A new business calendar, or changes to one (send only what changes).
+/// A new business calendar.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "Berlin office", "tz": "Europe/Berlin",
@@ -729,11 +805,31 @@ pub struct SlaCalendar {
              "thursday": ["09:00-17:00"], "friday": ["09:00-13:00"]},
     "holidays": [{"yearly": {"month": 12, "day": 25}}, {"date": "2026-04-03"}],
     "exceptions": [{"date": "2026-12-24", "hours": ["09:00-12:00"]}]}))]
-pub struct SlaCalendarInput {
+pub struct NewSlaCalendar {
+    #[schema(schema_with = rules::sla_name, required = true)]
     pub name: Option<String>,
+    /// An IANA time zone, e.g. `Europe/Berlin`.
+    #[schema(value_type = String, required = true)]
+    pub tz: Option<String>,
+    /// No working hours when absent.
+    pub week: Option<WeekDto>,
+    pub holidays: Option<Vec<HolidayDto>>,
+    /// At most one per date.
+    pub exceptions: Option<Vec<ExceptionDto>>,
+}
+
+/// Changes to a business calendar; send only what changes.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"holidays": [{"yearly": {"month": 12, "day": 25}}, {"yearly": {"month": 12, "day": 26}}]}))]
+pub struct SlaCalendarUpdate {
+    #[schema(schema_with = rules::sla_name_update)]
+    pub name: Option<String>,
+    /// An IANA time zone, e.g. `Europe/Berlin`.
     pub tz: Option<String>,
     pub week: Option<WeekDto>,
     pub holidays: Option<Vec<HolidayDto>>,
+    /// At most one per date.
     pub exceptions: Option<Vec<ExceptionDto>>,
 }
 
@@ -764,7 +860,7 @@ impl From<keel_store::sla::PolicyView> for SlaPolicy {
     }
 }
 
-/// A new policy, or changes to one (send only what changes).
+/// A new policy.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"name": "P1 incidents", "position": 10,
@@ -772,8 +868,26 @@ impl From<keel_store::sla::PolicyView> for SlaPolicy {
         "targets": [{"kind": "first_response", "secs": 900}, {"kind": "resolution", "secs": 14400}],
         "pause_states": ["on_hold"], "warn_percents": [75, 90],
         "escalations": [{"target": "resolution", "on": "breach", "action": "raise_priority"}]}}))]
-pub struct SlaPolicyInput {
+pub struct NewSlaPolicy {
+    #[schema(schema_with = rules::sla_name, required = true)]
     pub name: Option<String>,
+    /// Policies are tried in ascending position; default 100.
+    #[schema(minimum = -2147483648, maximum = 2147483647)]
+    pub position: Option<i32>,
+    /// Default `true`.
+    pub active: Option<bool>,
+    #[schema(value_type = keel_sla::PolicySpec, required = true)]
+    pub definition: Option<keel_sla::PolicySpec>,
+}
+
+/// Changes to a policy; send only what changes.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"position": 20, "active": false}))]
+pub struct SlaPolicyUpdate {
+    #[schema(schema_with = rules::sla_name_update)]
+    pub name: Option<String>,
+    #[schema(minimum = -2147483648, maximum = 2147483647)]
     pub position: Option<i32>,
     pub active: Option<bool>,
     pub definition: Option<keel_sla::PolicySpec>,
@@ -926,17 +1040,66 @@ impl From<keel_store::webhooks::WebhookView> for Webhook {
     }
 }
 
-/// A new subscription, or changes to one (send only what changes).
+/// An event a webhook can subscribe to, or `*` for all.
+#[derive(Debug, Clone, Copy, Serialize, Deserialize, ToSchema)]
+pub enum WebhookEvent {
+    #[serde(rename = "incident.created")]
+    IncidentCreated,
+    #[serde(rename = "incident.updated")]
+    IncidentUpdated,
+    #[serde(rename = "incident.transitioned")]
+    IncidentTransitioned,
+    #[serde(rename = "incident.commented")]
+    IncidentCommented,
+    #[serde(rename = "sla.warning")]
+    SlaWarning,
+    #[serde(rename = "sla.breached")]
+    SlaBreached,
+    /// Every event.
+    #[serde(rename = "*")]
+    All,
+}
+
+/// A new subscription.
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(deny_unknown_fields)]
 #[schema(example = json!({"url": "https://hooks.example.com/keel", "events": ["incident.created", "sla.breached"]}))]
-pub struct WebhookInput {
+pub struct NewWebhook {
+    /// An `http` or `https` URL without credentials, at most 2000
+    /// characters; internal addresses are refused unless configuration
+    /// allows them.
+    #[schema(value_type = String, required = true, format = "uri", max_length = 2000, pattern = "^[Hh][Tt][Tt][Pp][Ss]?://")]
     pub url: Option<String>,
-    /// `incident.created`, `incident.updated`, `incident.transitioned`,
-    /// `incident.commented`, `sla.warning`, `sla.breached`, or `*`.
+    /// At least one.
+    #[schema(value_type = Vec<WebhookEvent>, required = true, min_items = 1)]
+    pub events: Option<Vec<String>>,
+    /// Default `true`.
+    pub active: Option<bool>,
+    /// 16-200 characters; generated when absent.
+    #[schema(min_length = 16, max_length = 200)]
+    pub secret: Option<String>,
+}
+
+/// Changes to a subscription; send only what changes.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+#[schema(example = json!({"events": ["*"]}))]
+pub struct WebhookUpdate {
+    /// An `http` or `https` URL without credentials, at most 2000
+    /// characters; internal addresses are refused unless configuration
+    /// allows them.
+    #[schema(
+        format = "uri",
+        max_length = 2000,
+        pattern = "^[Hh][Tt][Tt][Pp][Ss]?://"
+    )]
+    pub url: Option<String>,
+    /// At least one.
+    #[schema(value_type = Option<Vec<WebhookEvent>>, min_items = 1)]
     pub events: Option<Vec<String>>,
     pub active: Option<bool>,
-    /// At least 16 characters; generated when a subscription is created without one.
+    /// 16-200 characters.
+    #[schema(min_length = 16, max_length = 200)]
     pub secret: Option<String>,
 }
 
@@ -972,5 +1135,29 @@ impl From<keel_store::webhooks::DeliveryView> for WebhookDelivery {
             delivered_at: d.delivered_at,
             next_attempt_at: d.next_attempt_at,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::WebhookEvent;
+
+    #[test]
+    fn the_documented_webhook_events_are_the_ones_the_store_knows() {
+        use WebhookEvent as E;
+        let documented: Vec<String> = [
+            E::IncidentCreated,
+            E::IncidentUpdated,
+            E::IncidentTransitioned,
+            E::IncidentCommented,
+            E::SlaWarning,
+            E::SlaBreached,
+        ]
+        .iter()
+        .map(|e| serde_json::to_value(e).map(|v| v.as_str().unwrap_or_default().to_owned()))
+        .collect::<Result<_, _>>()
+        .unwrap_or_default();
+        assert_eq!(documented, keel_store::webhooks::EVENTS);
+        assert_eq!(serde_json::to_value(E::All).ok(), Some("*".into()));
     }
 }

@@ -19,6 +19,18 @@ use crate::state::AppState;
 
 pub const HEADER: &str = "Idempotency-Key";
 
+/// The `Idempotency-Key` header as the OpenAPI document describes it on
+/// every creating POST. Only read by [`idempotency`], never extracted.
+#[derive(Debug, utoipa::IntoParams)]
+#[into_params(parameter_in = Header)]
+pub struct IdempotencyKey {
+    /// Makes a retry return the first response instead of doing the work
+    /// again: 1-255 visible ASCII characters (spaces and tabs allowed
+    /// inside), unique per intended request.
+    #[param(rename = "Idempotency-Key", value_type = String, required = false, max_length = 255, pattern = r"^[!-~]([\t -~]*[!-~])?$")]
+    pub key: Option<String>,
+}
+
 fn respond(req: ServiceRequest, e: ApiError) -> ServiceResponse<BoxBody> {
     let res = actix_web::ResponseError::error_response(&e);
     req.into_response(res)

@@ -87,10 +87,36 @@ impl Modify for Conventions {
     }
 }
 
+/// serde reads an externally tagged enum variant (`{"date": ...}`,
+/// `{"warning": 75}`) from an object with exactly that one key; utoipa's
+/// `oneOf` branches for them do not say "no other keys". This says it.
+fn close_tagged_variants(doc: &mut OpenApiDoc) {
+    use utoipa::openapi::schema::{AdditionalProperties, Schema};
+    let Some(components) = doc.components.as_mut() else {
+        return;
+    };
+    for schema in components.schemas.values_mut() {
+        let RefOr::T(Schema::OneOf(one_of)) = schema else {
+            continue;
+        };
+        for item in &mut one_of.items {
+            if let RefOr::T(Schema::Object(variant)) = item
+                && variant.properties.len() == 1
+                && variant.required.len() == 1
+                && variant.properties.contains_key(&variant.required[0])
+            {
+                variant.additional_properties =
+                    Some(Box::new(AdditionalProperties::FreeForm(false)));
+            }
+        }
+    }
+}
+
 /// Adds security requirements and shared error responses to every
 /// operation. Runs on the collected document, after the route tree is known.
 fn finish(mut doc: OpenApiDoc) -> OpenApiDoc {
     use utoipa::openapi::security::SecurityRequirement;
+    close_tagged_variants(&mut doc);
     for (path, item) in doc.paths.paths.iter_mut() {
         let ops = [
             item.get.as_mut(),

@@ -44,7 +44,8 @@ impl TargetKind {
 #[serde(deny_unknown_fields)]
 pub struct Target {
     pub kind: TargetKind,
-    /// Business seconds allowed.
+    /// Business seconds allowed: 1 second to 10 years.
+    #[schema(minimum = 1, maximum = 316_224_000)]
     pub secs: i64,
     /// The business calendar that measures it; 24×7 when absent.
     #[serde(default)]
@@ -55,9 +56,12 @@ pub struct Target {
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(default, deny_unknown_fields)]
 pub struct Conditions {
+    #[schema(minimum = 1, maximum = 5)]
     pub priorities: Vec<u8>,
     /// Assignment groups (the group's OLA when only groups are given).
     pub groups: Vec<Uuid>,
+    /// At most 100.
+    #[schema(max_items = 100)]
     pub categories: Vec<String>,
 }
 
@@ -65,7 +69,8 @@ pub struct Conditions {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize, utoipa::ToSchema)]
 #[serde(rename_all = "snake_case")]
 pub enum Trigger {
-    /// When elapsed time reaches this percent of the target.
+    /// When elapsed time reaches this percent of the target; one of the
+    /// policy's `warn_percents`.
     Warning(u32),
     /// When the target is breached.
     Breach,
@@ -80,7 +85,13 @@ pub enum EscalationAction {
     /// Hand the record to another assignment group (the assignee is cleared).
     Reassign { group: Uuid },
     /// Email someone outside the assignment, such as a manager.
-    Notify { email: String },
+    Notify {
+        #[schema(
+            max_length = 254,
+            pattern = r"^[!-?A-~]{1,64}@[!-\-/-?A-~]+(\.[!-\-/-?A-~]+)+$"
+        )]
+        email: String,
+    },
 }
 
 /// An escalation: on a trigger of a target kind, do an action.
@@ -106,14 +117,21 @@ fn default_warn() -> Vec<u32> {
 pub struct PolicySpec {
     #[serde(default)]
     pub conditions: Conditions,
+    /// At least one, at most one of each kind.
+    #[schema(min_items = 1)]
     pub targets: Vec<Target>,
-    /// Record states in which every timer pauses.
+    /// Record states in which every timer pauses; at most 16.
     #[serde(default = "default_pause_states")]
+    #[schema(max_items = 16)]
     pub pause_states: Vec<String>,
     /// Percentages of a target at which a warning is recorded.
     #[serde(default = "default_warn")]
+    #[schema(minimum = 1, maximum = 99)]
     pub warn_percents: Vec<u32>,
+    /// At most 20; each on a target kind the policy has and, for a warning,
+    /// at one of its `warn_percents`.
     #[serde(default)]
+    #[schema(max_items = 20)]
     pub escalations: Vec<EscalationRule>,
 }
 

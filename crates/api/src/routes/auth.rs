@@ -17,6 +17,7 @@ use crate::dto::{
     RefreshRequest, TokenResponse, User,
 };
 use crate::error::{ApiError, Problem};
+use crate::idempotency::IdempotencyKey;
 use crate::state::AppState;
 
 async fn issue(
@@ -250,7 +251,7 @@ pub async fn change_password(
 #[utoipa::path(
     tag = "api-tokens",
     request_body = NewApiToken,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first response")),
+    params(IdempotencyKey),
     responses(
         (status = 201, description = "Created; `token` holds the secret", body = ApiToken),
     )

@@ -28,6 +28,7 @@ use crate::dto::{
     NewIncident, NewLink, NewWatcher, Page, TransitionInput, UserSummary,
 };
 use crate::error::{ApiError, Problem};
+use crate::idempotency::IdempotencyKey;
 use crate::state::AppState;
 
 fn with_etag(status: StatusCode, inc: Incident) -> HttpResponse {
@@ -47,7 +48,7 @@ fn with_etag(status: StatusCode, inc: Incident) -> HttpResponse {
 #[utoipa::path(
     tag = "incidents",
     request_body = NewIncident,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first response instead of creating another incident")),
+    params(IdempotencyKey),
     responses(
         (status = 201, description = "Created", body = Incident,
             headers(("ETag" = String, description = "The version"), ("Location" = String, description = "The new incident's URL"))),
@@ -93,15 +94,19 @@ fn category(raw: Option<String>) -> Result<Option<String>, ApiError> {
 #[into_params(parameter_in = Query)]
 pub struct ListParams {
     /// Comma-separated states, e.g. `new,in_progress`.
+    #[param(schema_with = crate::dto::rules::state_filter)]
     pub state: Option<String>,
     /// Comma-separated priorities, e.g. `1,2`.
-    #[param(pattern = "^[1-5](,[1-5])*$")]
+    #[param(schema_with = crate::dto::rules::priority_filter)]
     pub priority: Option<String>,
     /// Assignee user id, or `none` for unassigned.
+    #[param(schema_with = crate::dto::rules::assignee_filter)]
     pub assignee: Option<String>,
     /// Assignment group id, or `none`.
+    #[param(schema_with = crate::dto::rules::group_filter)]
     pub group: Option<String>,
     /// Requester user id.
+    #[param(schema_with = crate::dto::rules::requester_filter)]
     pub requester: Option<String>,
     /// Only major (or only non-major) incidents.
     pub major: Option<bool>,
@@ -113,7 +118,9 @@ pub struct ListParams {
     pub updated_after: Option<chrono::DateTime<chrono::Utc>>,
     /// Updated before (RFC 3339).
     pub updated_before: Option<chrono::DateTime<chrono::Utc>>,
-    /// Full-text search over title, description and comments; every word must match.
+    /// Full-text search over title, description and comments; every word
+    /// must match. At most 200 characters and 16 words.
+    #[param(max_length = 200)]
     pub q: Option<String>,
     /// Only incidents with an SLA target in this state: `in_progress`, `paused`, `met` or `breached` (breached includes overdue).
     pub sla_state: Option<keel_sla::TimerState>,
@@ -125,7 +132,8 @@ pub struct ListParams {
     /// Page size, 1-200 (default 50).
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
-    /// The `next` value of the previous page.
+    /// The `next` value of the previous page (opaque, base64url).
+    #[param(pattern = "^[A-Za-z0-9_-]{1,1024}$")]
     pub cursor: Option<String>,
 }
 
@@ -263,7 +271,7 @@ pub async fn get(
     tag = "incidents",
     params(
         ("id" = String, Path, description = "Incident id or number"),
-        ("If-Match" = String, Header, description = "The ETag last read, e.g. `\"3\"`"),
+        ("If-Match" = String, Header, description = "The ETag last read, e.g. `\"3\"`", pattern = r#"^(W/)?"*[+-]?[0-9]{1,18}"*$"#),
     ),
     request_body = IncidentUpdate,
     responses(
@@ -320,7 +328,7 @@ pub async fn update(
     tag = "incidents",
     params(
         ("id" = String, Path, description = "Incident id or number"),
-        ("If-Match" = Option<String>, Header, description = "The ETag last read"),
+        ("If-Match" = Option<String>, Header, nullable = false, description = "The ETag last read, e.g. `\"3\"`", pattern = r#"^(W/)?"*[+-]?[0-9]{1,18}"*$"#),
     ),
     request_body = TransitionInput,
     responses(
@@ -361,7 +369,7 @@ pub async fn transition(
     tag = "incidents",
     params(
         ("id" = String, Path, description = "Incident id or number"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first response"),
+        IdempotencyKey,
     ),
     request_body = NewComment,
     responses(
@@ -438,7 +446,7 @@ fn safe_filename(raw: &str) -> String {
     tag = "incidents",
     params(
         ("id" = String, Path, description = "Incident id or number"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first response"),
+        IdempotencyKey,
     ),
     request_body(content = AttachmentUpload, content_type = "multipart/form-data"),
     responses(
@@ -635,7 +643,7 @@ pub async fn download(
     tag = "incidents",
     params(
         ("id" = String, Path, description = "Incident id or number"),
-        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first response"),
+        IdempotencyKey,
     ),
     request_body = NewLink,
     responses(

@@ -13,8 +13,9 @@ use utoipa::IntoParams;
 use super::{blocking, parse_id};
 use crate::auth::Auth;
 use crate::body::Json;
-use crate::dto::{Group, GroupInput, NewUser, Page, User, UserSummary, UserUpdate};
+use crate::dto::{Group, GroupUpdate, NewGroup, NewUser, Page, User, UserSummary, UserUpdate};
 use crate::error::{ApiError, Problem};
+use crate::idempotency::IdempotencyKey;
 use crate::state::AppState;
 
 /// Paging parameters.
@@ -24,7 +25,8 @@ pub struct PageParams {
     /// Page size, 1-200 (default 50).
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
-    /// The `next` value of the previous page.
+    /// The `next` value of the previous page (opaque, base64url).
+    #[param(pattern = "^[A-Za-z0-9_-]{1,1024}$")]
     pub cursor: Option<String>,
 }
 
@@ -37,7 +39,8 @@ pub struct UserListParams {
     /// Page size, 1-200 (default 50).
     #[param(minimum = 1, maximum = 200)]
     pub limit: Option<u32>,
-    /// The `next` value of the previous page.
+    /// The `next` value of the previous page (opaque, base64url).
+    #[param(pattern = "^[A-Za-z0-9_-]{1,1024}$")]
     pub cursor: Option<String>,
 }
 
@@ -59,7 +62,7 @@ fn roles_required(roles: &[Role]) -> Result<(), ApiError> {
 #[utoipa::path(
     tag = "users",
     request_body = NewUser,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first response")),
+    params(IdempotencyKey),
     responses(
         (status = 201, description = "Created", body = User),
         (status = 409, description = "Username or email taken", body = Problem, content_type = "application/problem+json"),
@@ -233,8 +236,8 @@ fn group_description(raw: &str) -> Result<String, ApiError> {
 /// Admins only. Assignment groups receive incidents.
 #[utoipa::path(
     tag = "groups",
-    request_body = GroupInput,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first response")),
+    request_body = NewGroup,
+    params(IdempotencyKey),
     responses(
         (status = 201, description = "Created", body = Group),
         (status = 409, description = "Name taken", body = Problem, content_type = "application/problem+json"),
@@ -244,7 +247,7 @@ fn group_description(raw: &str) -> Result<String, ApiError> {
 pub async fn create_group(
     state: web::Data<AppState>,
     auth: Auth,
-    body: Json<GroupInput>,
+    body: Json<NewGroup>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::DirectoryAdmin)?;
     let name = group_name(body.name.as_deref().unwrap_or(""))?;
@@ -309,7 +312,7 @@ pub async fn get_group(
 #[utoipa::path(
     tag = "groups",
     params(("id" = Uuid, Path, description = "Group id")),
-    request_body = GroupInput,
+    request_body = GroupUpdate,
     responses(
         (status = 200, description = "Updated", body = Group),
         (status = 404, description = "No such group", body = Problem, content_type = "application/problem+json"),
@@ -321,7 +324,7 @@ pub async fn update_group(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    body: Json<GroupInput>,
+    body: Json<GroupUpdate>,
 ) -> Result<web::Json<Group>, ApiError> {
     auth.require(Permission::DirectoryAdmin)?;
     let name = body.name.as_deref().map(group_name).transpose()?;

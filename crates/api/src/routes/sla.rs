@@ -10,10 +10,11 @@ use super::parse_id;
 use crate::auth::Auth;
 use crate::body::Json;
 use crate::dto::{
-    ExceptionDto, HolidayDto, Page, SlaCalendar, SlaCalendarInput, SlaPolicy, SlaPolicyInput,
-    WeekDto,
+    ExceptionDto, HolidayDto, NewSlaCalendar, NewSlaPolicy, Page, SlaCalendar, SlaCalendarUpdate,
+    SlaPolicy, SlaPolicyUpdate, WeekDto,
 };
 use crate::error::{ApiError, Problem};
+use crate::idempotency::IdempotencyKey;
 use crate::state::AppState;
 
 fn name(raw: &str) -> Result<String, ApiError> {
@@ -167,8 +168,8 @@ pub async fn list_calendars(
 /// across daylight-saving changes.
 #[utoipa::path(
     tag = "sla",
-    request_body = SlaCalendarInput,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first response")),
+    request_body = NewSlaCalendar,
+    params(IdempotencyKey),
     responses(
         (status = 201, description = "Created", body = SlaCalendar),
         (status = 409, description = "Name taken", body = Problem, content_type = "application/problem+json"),
@@ -178,7 +179,7 @@ pub async fn list_calendars(
 pub async fn create_calendar(
     state: web::Data<AppState>,
     auth: Auth,
-    body: Json<SlaCalendarInput>,
+    body: Json<NewSlaCalendar>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::SlaAdmin)?;
     let b = body.into_inner();
@@ -240,7 +241,7 @@ pub async fn get_calendar(
 #[utoipa::path(
     tag = "sla",
     params(("id" = Uuid, Path, description = "Calendar id")),
-    request_body = SlaCalendarInput,
+    request_body = SlaCalendarUpdate,
     responses(
         (status = 200, description = "Updated", body = SlaCalendar),
         (status = 404, description = "No such calendar", body = Problem, content_type = "application/problem+json"),
@@ -252,7 +253,7 @@ pub async fn update_calendar(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    body: Json<SlaCalendarInput>,
+    body: Json<SlaCalendarUpdate>,
 ) -> Result<web::Json<SlaCalendar>, ApiError> {
     auth.require(Permission::SlaAdmin)?;
     let id = parse_id(&id, "calendar")?;
@@ -369,8 +370,8 @@ pub async fn list_policies(
 /// Only groups in the conditions make it an OLA for those groups.
 #[utoipa::path(
     tag = "sla",
-    request_body = SlaPolicyInput,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first response")),
+    request_body = NewSlaPolicy,
+    params(IdempotencyKey),
     responses(
         (status = 201, description = "Created", body = SlaPolicy),
         (status = 409, description = "Name taken", body = Problem, content_type = "application/problem+json"),
@@ -380,7 +381,7 @@ pub async fn list_policies(
 pub async fn create_policy(
     state: web::Data<AppState>,
     auth: Auth,
-    body: Json<SlaPolicyInput>,
+    body: Json<NewSlaPolicy>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::SlaAdmin)?;
     let b = body.into_inner();
@@ -436,7 +437,7 @@ pub async fn get_policy(
 #[utoipa::path(
     tag = "sla",
     params(("id" = Uuid, Path, description = "Policy id")),
-    request_body = SlaPolicyInput,
+    request_body = SlaPolicyUpdate,
     responses(
         (status = 200, description = "Updated", body = SlaPolicy),
         (status = 404, description = "No such policy", body = Problem, content_type = "application/problem+json"),
@@ -448,7 +449,7 @@ pub async fn update_policy(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    body: Json<SlaPolicyInput>,
+    body: Json<SlaPolicyUpdate>,
 ) -> Result<web::Json<SlaPolicy>, ApiError> {
     auth.require(Permission::SlaAdmin)?;
     let id = parse_id(&id, "policy")?;

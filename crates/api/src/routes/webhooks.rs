@@ -7,8 +7,9 @@ use keel_store::webhooks::EVENTS;
 use super::parse_id;
 use crate::auth::Auth;
 use crate::body::Json;
-use crate::dto::{Page, Webhook, WebhookDelivery, WebhookInput};
+use crate::dto::{NewWebhook, Page, Webhook, WebhookDelivery, WebhookUpdate};
 use crate::error::{ApiError, Problem};
+use crate::idempotency::IdempotencyKey;
 use crate::state::AppState;
 
 fn check_url(state: &AppState, url: &str) -> Result<String, ApiError> {
@@ -70,15 +71,15 @@ fn check_secret(s: &str) -> Result<(), ApiError> {
 /// resolution, and on every redirect) unless configuration allows them.
 #[utoipa::path(
     tag = "webhooks",
-    request_body = WebhookInput,
-    params(("Idempotency-Key" = Option<String>, Header, description = "Makes a retry return the first response")),
+    request_body = NewWebhook,
+    params(IdempotencyKey),
     responses((status = 201, description = "Subscribed; `secret` is shown this once", body = Webhook))
 )]
 #[post("/webhooks")]
 pub async fn create_webhook(
     state: web::Data<AppState>,
     auth: Auth,
-    body: Json<WebhookInput>,
+    body: Json<NewWebhook>,
 ) -> Result<HttpResponse, ApiError> {
     auth.require(Permission::WebhooksAdmin)?;
     let b = body.into_inner();
@@ -159,7 +160,7 @@ pub async fn get_webhook(
 #[utoipa::path(
     tag = "webhooks",
     params(("id" = Uuid, Path, description = "Subscription id")),
-    request_body = WebhookInput,
+    request_body = WebhookUpdate,
     responses(
         (status = 200, description = "Updated", body = Webhook),
         (status = 404, description = "No such subscription", body = Problem, content_type = "application/problem+json"),
@@ -170,7 +171,7 @@ pub async fn update_webhook(
     state: web::Data<AppState>,
     auth: Auth,
     id: web::Path<String>,
-    body: Json<WebhookInput>,
+    body: Json<WebhookUpdate>,
 ) -> Result<web::Json<Webhook>, ApiError> {
     auth.require(Permission::WebhooksAdmin)?;
     let id = parse_id(&id, "webhook")?;
