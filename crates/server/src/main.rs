@@ -41,30 +41,7 @@ enum Command {
     },
     /// Fill the database with synthetic users, groups and incidents (for
     /// benchmarks); appends to what is there.
-    Seed {
-        /// Incidents to create.
-        #[arg(long, default_value_t = 10_000)]
-        incidents: u64,
-        /// Users to create (about one in ten is an agent).
-        #[arg(long, default_value_t = 500)]
-        users: u64,
-        /// Assignment groups to create.
-        #[arg(long, default_value_t = 10)]
-        groups: u64,
-        /// Comments on every incident.
-        #[arg(long, default_value_t = 0)]
-        comments_per_incident: u32,
-        /// Random seed: the same seed gives the same data.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Read the seeded users' password from standard input (otherwise a
-        /// random one is printed).
-        #[arg(long)]
-        password_stdin: bool,
-        /// No progress bar.
-        #[arg(long)]
-        quiet: bool,
-    },
+    Seed(SeedArgs),
 }
 
 #[derive(Subcommand)]
@@ -120,26 +97,7 @@ async fn main() -> ExitCode {
         Command::Mail {
             command: MailCommand::Ingest,
         } => return mail_ingest(config).await,
-        Command::Seed {
-            incidents,
-            users,
-            groups,
-            comments_per_incident,
-            seed,
-            password_stdin,
-            quiet,
-        } => {
-            let plan = SeedArgs {
-                incidents,
-                users,
-                groups,
-                comments_per_incident,
-                seed,
-                password_stdin,
-                quiet,
-            };
-            seed_command(config, plan).await
-        }
+        Command::Seed(args) => seed_command(config, args).await,
         Command::Openapi => Ok(()),
     };
     match result {
@@ -220,13 +178,29 @@ async fn user(config: Config, command: UserCommand) -> Result<(), StartError> {
     Ok(())
 }
 
+#[derive(clap::Args)]
 struct SeedArgs {
+    /// Incidents to create.
+    #[arg(long, default_value_t = 10_000)]
     incidents: u64,
+    /// Users to create (about one in ten is an agent).
+    #[arg(long, default_value_t = 500)]
     users: u64,
+    /// Assignment groups to create.
+    #[arg(long, default_value_t = 10)]
     groups: u64,
+    /// Comments on every incident.
+    #[arg(long, default_value_t = 0)]
     comments_per_incident: u32,
+    /// Random seed: the same seed gives the same data.
+    #[arg(long, default_value_t = 1)]
     seed: u64,
+    /// Read the seeded users' password from standard input (otherwise a
+    /// random one is printed).
+    #[arg(long)]
     password_stdin: bool,
+    /// No progress bar.
+    #[arg(long)]
     quiet: bool,
 }
 

@@ -34,6 +34,86 @@ pub(crate) fn stmt(backend: DatabaseBackend, text: &str, values: Vec<Value>) -> 
     Statement::from_sql_and_values(backend, sql(backend, text), values)
 }
 
+/// One incident's search row.
+pub(crate) struct SearchRow {
+    pub number: i64,
+    pub title: String,
+    pub description: String,
+    /// Public comments, one per line.
+    pub public_comments: String,
+    /// Internal work notes, one per line (searched by agents only).
+    pub internal_comments: String,
+}
+
+impl SearchRow {
+    /// The row of an incident with `comments` as (body, is internal), in
+    /// the order they were written.
+    pub fn new<'a>(
+        number: i64,
+        title: &str,
+        description: &str,
+        comments: impl IntoIterator<Item = (&'a str, bool)>,
+    ) -> Self {
+        let mut public_comments = String::new();
+        let mut internal_comments = String::new();
+        for (body, internal) in comments {
+            let target = if internal {
+                &mut internal_comments
+            } else {
+                &mut public_comments
+            };
+            target.push_str(body);
+            target.push('\n');
+        }
+        SearchRow {
+            number,
+            title: title.to_owned(),
+            description: description.to_owned(),
+            public_comments,
+            internal_comments,
+        }
+    }
+}
+
+/// The search table's key column, which holds the incident number.
+fn key_column(backend: DatabaseBackend) -> &'static str {
+    match backend {
+        DatabaseBackend::Postgres => "number",
+        _ => "rowid",
+    }
+}
+
+/// Inserts search rows (numbers not yet indexed) in one statement.
+pub(crate) async fn insert_rows<C: ConnectionTrait>(
+    db: &C,
+    rows: Vec<SearchRow>,
+) -> Result<(), StoreError> {
+    if rows.is_empty() {
+        return Ok(());
+    }
+    let backend = db.get_database_backend();
+    let mut text = format!(
+        "INSERT INTO incident_search ({}, title, description, public_comments, internal_comments) VALUES ",
+        key_column(backend)
+    );
+    let mut values: Vec<Value> = Vec::with_capacity(rows.len() * 5);
+    for (n, r) in rows.into_iter().enumerate() {
+        if n > 0 {
+            text.push_str(", ");
+        }
+        text.push_str("(?, ?, ?, ?, ?)");
+        values.extend([
+            r.number.into(),
+            r.title.into(),
+            r.description.into(),
+            r.public_comments.into(),
+            r.internal_comments.into(),
+        ]);
+    }
+    db.execute_raw(stmt(backend, &text, values)).await?;
+    Ok(())
+}
+
 /// Rebuilds the search row of one incident from its fields and comments.
 pub(crate) async fn reindex<C: ConnectionTrait>(
     db: &C,
@@ -46,42 +126,24 @@ pub(crate) async fn reindex<C: ConnectionTrait>(
         .order_by_asc(comment::Column::CreatedAt)
         .all(db)
         .await?;
-    let mut public = String::new();
-    let mut internal = String::new();
-    for c in comments {
-        let target = if c.visibility == Visibility::Internal.as_str() {
-            &mut internal
-        } else {
-            &mut public
-        };
-        target.push_str(&c.body);
-        target.push('\n');
-    }
-    let (del, ins) = match backend {
-        DatabaseBackend::Postgres => (
-            "DELETE FROM incident_search WHERE number = ?",
-            "INSERT INTO incident_search (number, title, description, public_comments, internal_comments) VALUES (?, ?, ?, ?, ?)",
-        ),
-        _ => (
-            "DELETE FROM incident_search WHERE rowid = ?",
-            "INSERT INTO incident_search (rowid, title, description, public_comments, internal_comments) VALUES (?, ?, ?, ?, ?)",
-        ),
-    };
-    db.execute_raw(stmt(backend, del, vec![m.number.into()]))
+    let row = SearchRow::new(
+        m.number,
+        &m.title,
+        &m.description,
+        comments.iter().map(|c| {
+            (
+                c.body.as_str(),
+                c.visibility == Visibility::Internal.as_str(),
+            )
+        }),
+    );
+    let del = format!(
+        "DELETE FROM incident_search WHERE {} = ?",
+        key_column(backend)
+    );
+    db.execute_raw(stmt(backend, &del, vec![m.number.into()]))
         .await?;
-    db.execute_raw(stmt(
-        backend,
-        ins,
-        vec![
-            m.number.into(),
-            m.title.clone().into(),
-            m.description.clone().into(),
-            public.into(),
-            internal.into(),
-        ],
-    ))
-    .await?;
-    Ok(())
+    insert_rows(db, vec![row]).await
 }
 
 /// A condition on `incidents.number` matching every term in `terms`.

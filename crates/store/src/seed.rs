@@ -4,15 +4,15 @@
 //! search row), so a seeded database answers like a lived-in one.
 
 use chrono::{DateTime, Utc};
-use keel_core::Role;
+use keel_core::{RecordKind, RecordNumber, Role};
 use sea_orm::{
-    ActiveValue::NotSet, ActiveValue::Set, ConnectionTrait, DatabaseBackend, EntityTrait,
-    IntoActiveModel, TransactionTrait, Value,
+    ActiveValue::NotSet, ActiveValue::Set, ConnectionTrait, EntityTrait, IntoActiveModel,
+    TransactionTrait,
 };
 use uuid::Uuid;
 
 use crate::entities::{audit_event, comment, group, group_member, incident, user, user_role};
-use crate::search::stmt;
+use crate::search::{self, SearchRow, stmt};
 use crate::{Store, StoreError};
 
 /// Rows per multi-row insert; well under both databases' bound-parameter
@@ -176,7 +176,9 @@ impl Store {
                 action: Set("created".to_owned()),
                 field: Set(None),
                 old_value: Set(None),
-                new_value: Set(Some(format!("INC{:07}", i.number))),
+                new_value: Set(Some(
+                    RecordNumber::new(RecordKind::Incident, i.number).to_string(),
+                )),
                 visibility: Set("public".to_owned()),
                 created_at: Set(i.created_at),
             }))
@@ -201,7 +203,21 @@ impl Store {
                     .exec_without_returning(&txn)
                     .await?;
             }
-            insert_search_rows(&txn, backend, chunk).await?;
+            search::insert_rows(
+                &txn,
+                chunk
+                    .iter()
+                    .map(|i| {
+                        SearchRow::new(
+                            i.number,
+                            &i.title,
+                            &i.description,
+                            i.comments.iter().map(|c| (c.body.as_str(), c.internal)),
+                        )
+                    })
+                    .collect(),
+            )
+            .await?;
         }
         if let Some(last) = batch.iter().map(|i| i.number).max() {
             txn.execute_raw(stmt(
@@ -252,46 +268,4 @@ fn incident_model(i: &SeedIncident) -> incident::ActiveModel {
         cancelled_at: i.cancelled_at,
     }
     .into_active_model()
-}
-
-/// The search rows of a chunk, as `search::reindex` would write them.
-async fn insert_search_rows<C: ConnectionTrait>(
-    db: &C,
-    backend: DatabaseBackend,
-    chunk: &[SeedIncident],
-) -> Result<(), StoreError> {
-    let key = match backend {
-        DatabaseBackend::Postgres => "number",
-        _ => "rowid",
-    };
-    let mut text = format!(
-        "INSERT INTO incident_search ({key}, title, description, public_comments, internal_comments) VALUES "
-    );
-    let mut values: Vec<Value> = Vec::with_capacity(chunk.len() * 5);
-    for (n, i) in chunk.iter().enumerate() {
-        if n > 0 {
-            text.push_str(", ");
-        }
-        text.push_str("(?, ?, ?, ?, ?)");
-        let mut public = String::new();
-        let mut internal = String::new();
-        for c in &i.comments {
-            let target = if c.internal {
-                &mut internal
-            } else {
-                &mut public
-            };
-            target.push_str(&c.body);
-            target.push('\n');
-        }
-        values.extend([
-            i.number.into(),
-            i.title.clone().into(),
-            i.description.clone().into(),
-            public.into(),
-            internal.into(),
-        ]);
-    }
-    db.execute_raw(stmt(backend, &text, values)).await?;
-    Ok(())
 }
