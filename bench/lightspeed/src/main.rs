@@ -41,7 +41,8 @@ async fn read(db: web::Data<DatabaseConnection>, n: web::Path<i64>) -> HttpRespo
     }
 }
 
-async fn insert(db: web::Data<DatabaseConnection>) -> HttpResponse {
+async fn insert(writer: web::Data<Writer>) -> HttpResponse {
+    let db = &writer.0;
     let backend = db.get_database_backend();
     let stmt = Statement::from_sql_and_values(
         backend,
@@ -60,6 +61,14 @@ async fn insert(db: web::Data<DatabaseConnection>) -> HttpResponse {
     }
 }
 
+/// The same allocator as `keel`.
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+/// Reads use `Data<DatabaseConnection>`; inserts this, which on SQLite is a
+/// pool of one connection, as in `keel_store::Store::connect`.
+struct Writer(DatabaseConnection);
+
 #[actix_web::main]
 async fn main() -> std::io::Result<()> {
     let args: Vec<String> = std::env::args().collect();
@@ -68,18 +77,24 @@ async fn main() -> std::io::Result<()> {
         std::process::exit(2);
     };
     let workers: usize = args.get(3).and_then(|w| w.parse().ok()).unwrap_or(2);
-    let mut opts = ConnectOptions::new(url.clone());
-    opts.max_connections(10)
-        .min_connections(1)
-        .acquire_timeout(Duration::from_secs(5))
-        .sqlx_logging(false)
-        .map_sqlx_sqlite_opts(|o| {
-            o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
-                .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Full)
-                .busy_timeout(Duration::from_secs(10))
-                .foreign_keys(true)
-        });
-    let db = Database::connect(opts)
+    // As `keel_store::Store::connect`: on SQLite, writes go through a pool
+    // of one connection and reads through the others.
+    let options = |max: u32| {
+        let mut opts = ConnectOptions::new(url.clone());
+        opts.max_connections(max)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(5))
+            .sqlx_logging(false)
+            .map_sqlx_sqlite_opts(|o| {
+                o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                    .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Full)
+                    .busy_timeout(Duration::from_secs(10))
+                    .foreign_keys(true)
+            });
+        opts
+    };
+    let sqlite = url.starts_with("sqlite:");
+    let db = Database::connect(options(if sqlite { 1 } else { 10 }))
         .await
         .map_err(std::io::Error::other)?;
     let setup = [
@@ -106,10 +121,19 @@ async fn main() -> std::io::Result<()> {
             values.clear();
         }
     }
-    let data = web::Data::new(db);
+    let readers = if sqlite {
+        Database::connect(options(10))
+            .await
+            .map_err(std::io::Error::other)?
+    } else {
+        db.clone()
+    };
+    let data = web::Data::new(readers);
+    let writer = web::Data::new(Writer(db));
     HttpServer::new(move || {
         App::new()
             .app_data(data.clone())
+            .app_data(writer.clone())
             .route("/read/{n}", web::get().to(read))
             .route("/insert", web::post().to(insert))
     })

@@ -7,6 +7,7 @@ pub mod auth;
 pub mod body;
 pub mod dto;
 pub mod error;
+pub mod hashing;
 pub mod idempotency;
 pub mod inbound;
 pub mod metrics;

@@ -9,7 +9,7 @@ use keel_core::{ApiTokenId, Permission};
 use keel_store::directory::UserPatch;
 use keel_store::sessions::Refresh;
 
-use super::{blocking, client_addr};
+use super::client_addr;
 use crate::auth::Auth;
 use crate::body::Json;
 use crate::dto::{
@@ -73,12 +73,12 @@ pub async fn login(
     let pw = body.password.clone();
     let ok = match found {
         Some((user, hash)) => {
-            let matches = blocking(move || password::verify(&pw, &hash)).await?;
+            let matches = crate::hashing::run(move || password::verify(&pw, &hash)).await?;
             (matches && user.active).then_some(user)
         }
         None => {
             // Same work as a wrong password, so timing tells nothing.
-            blocking(move || password::verify_dummy(&pw)).await?;
+            crate::hashing::run(move || password::verify_dummy(&pw)).await?;
             None
         }
     };
@@ -226,11 +226,11 @@ pub async fn change_password(
         .await?
         .ok_or(AuthError::InvalidCredentials)?;
     let current = body.current_password;
-    if !blocking(move || password::verify(&current, &hash)).await? {
+    if !crate::hashing::run(move || password::verify(&current, &hash)).await? {
         return Err(AuthError::InvalidCredentials.into());
     }
     let new = body.new_password;
-    let new_hash = blocking(move || password::hash(&new)).await??;
+    let new_hash = crate::hashing::run(move || password::hash(&new)).await??;
     state
         .store
         .update_user(

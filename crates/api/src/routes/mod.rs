@@ -44,13 +44,6 @@ pub fn require_if_match(req: &HttpRequest) -> Result<i64, ApiError> {
     })
 }
 
-/// Runs blocking work (password hashing) off the async workers.
-pub async fn blocking<T: Send + 'static>(
-    f: impl FnOnce() -> T + Send + 'static,
-) -> Result<T, ApiError> {
-    actix_web::web::block(f).await.map_err(ApiError::internal)
-}
-
 /// The client address, for login throttling.
 pub fn client_addr(req: &HttpRequest) -> String {
     req.peer_addr()

@@ -10,7 +10,7 @@ use keel_store::directory::{self, UserPatch};
 use serde::Deserialize;
 use utoipa::IntoParams;
 
-use super::{blocking, parse_id};
+use super::parse_id;
 use crate::auth::Auth;
 use crate::body::Json;
 use crate::dto::{Group, GroupUpdate, NewGroup, NewUser, Page, User, UserSummary, UserUpdate};
@@ -94,7 +94,7 @@ pub async fn create_user(
         groups.push(found.id);
     }
     let pw = body.password;
-    let hash = blocking(move || password::hash(&pw)).await??;
+    let hash = crate::hashing::run(move || password::hash(&pw)).await??;
     let user = state
         .store
         .create_user(directory::NewUser {
@@ -204,7 +204,7 @@ pub async fn update_user(
     }
     if let Some(pw) = body.password {
         check_password(&pw)?;
-        patch.password_hash = Some(blocking(move || password::hash(&pw)).await??);
+        patch.password_hash = Some(crate::hashing::run(move || password::hash(&pw)).await??);
     }
     Ok(web::Json(state.store.update_user(id, patch).await?.into()))
 }
