@@ -11,6 +11,7 @@ mod m0001_foundation;
 mod m0002_sla;
 mod m0003_notifications;
 mod m0004_webhooks;
+mod m0005_queue_indexes;
 
 /// Runs Keel's migrations in order.
 pub struct Migrator;
@@ -23,6 +24,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0002_sla::Migration),
             Box::new(m0003_notifications::Migration),
             Box::new(m0004_webhooks::Migration),
+            Box::new(m0005_queue_indexes::Migration),
         ]
     }
 }

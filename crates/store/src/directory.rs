@@ -261,7 +261,7 @@ pub(crate) async fn group_refs<C: ConnectionTrait>(
 impl Store {
     /// Creates a user with roles and group memberships in one transaction.
     pub async fn create_user(&self, new: NewUser) -> Result<UserView, StoreError> {
-        let txn = self.conn().begin().await?;
+        let txn = self.writer().begin().await?;
         let id = UserId::new();
         let t = now();
         let model = user::ActiveModel {
@@ -392,7 +392,7 @@ impl Store {
             .one(self.conn())
             .await?
             .ok_or(StoreError::NotFound("user"))?;
-        let txn = self.conn().begin().await?;
+        let txn = self.writer().begin().await?;
         let mut am: user::ActiveModel = current.into();
         if let Some(e) = patch.email {
             am.email = Set(e.as_str().to_owned());
@@ -445,7 +445,7 @@ impl Store {
             created_at: Set(t),
             updated_at: Set(t),
         })
-        .exec_without_returning(self.conn())
+        .exec_without_returning(self.writer())
         .await
         .map_err(|e| on_unique(e, GROUP_UNIQUE))?;
         self.get_group(id).await
@@ -539,7 +539,7 @@ impl Store {
         }
         am.updated_at = Set(now());
         group::Entity::update(am)
-            .exec(self.conn())
+            .exec(self.writer())
             .await
             .map_err(|e| on_unique(e, GROUP_UNIQUE))?;
         self.get_group(id).await
@@ -548,7 +548,7 @@ impl Store {
     /// Deletes a group that no incident refers to.
     pub async fn delete_group(&self, id: GroupId) -> Result<(), StoreError> {
         let res = group::Entity::delete_by_id(id.0)
-            .exec(self.conn())
+            .exec(self.writer())
             .await
             .map_err(|e| {
                 if matches!(
@@ -569,14 +569,14 @@ impl Store {
     pub async fn add_member(&self, group: GroupId, user: UserId) -> Result<(), StoreError> {
         self.get_group(group).await?;
         self.get_user(user).await?;
-        add_member_in(self.conn(), group, user).await
+        add_member_in(self.writer(), group, user).await
     }
 
     pub async fn remove_member(&self, group: GroupId, user: UserId) -> Result<(), StoreError> {
         let res = group_member::Entity::delete_many()
             .filter(group_member::Column::GroupId.eq(group.0))
             .filter(group_member::Column::UserId.eq(user.0))
-            .exec(self.conn())
+            .exec(self.writer())
             .await?;
         if res.rows_affected == 0 {
             return Err(StoreError::NotFound("group member"));

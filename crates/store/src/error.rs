@@ -27,6 +27,11 @@ pub enum StoreError {
     /// The database cannot be reached.
     #[error("the database is unavailable")]
     Unavailable(#[source] DbErr),
+    /// The database stayed locked by another writer past the wait (SQLite's
+    /// busy timeout), or PostgreSQL broke a deadlock: the request may be
+    /// retried as it was.
+    #[error("the database is busy; retry shortly")]
+    Busy(#[source] DbErr),
     /// Anything else the database said.
     #[error("database error")]
     Db(#[source] DbErr),
@@ -65,6 +70,7 @@ impl From<DbErr> for StoreError {
         match &e {
             DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => StoreError::Unavailable(e),
             _ if is_connection_loss(&e) => StoreError::Unavailable(e),
+            _ if is_busy(&e) => StoreError::Busy(e),
             _ => StoreError::Db(e),
         }
     }
@@ -79,6 +85,21 @@ fn is_connection_loss(e: &DbErr) -> bool {
         "broken pipe",
         "PoolTimedOut",
         "Io(",
+    ]
+    .iter()
+    .any(|m| s.contains(m))
+}
+
+/// Lock waits that ran out: SQLite's `SQLITE_BUSY` / `SQLITE_LOCKED`, and
+/// PostgreSQL's deadlock, serialization and lock-not-available errors.
+fn is_busy(e: &DbErr) -> bool {
+    let s = e.to_string();
+    [
+        "database is locked",
+        "database table is locked",
+        "deadlock detected",
+        "could not serialize access",
+        "could not obtain lock",
     ]
     .iter()
     .any(|m| s.contains(m))
@@ -109,6 +130,7 @@ impl DomainError for StoreError {
             StoreError::Query(e) => e.code(),
             StoreError::VersionMismatch { .. } => "precondition.version_mismatch",
             StoreError::Unavailable(_) => "service.database_unavailable",
+            StoreError::Busy(_) => "service.busy",
             StoreError::Db(_) => "internal",
         }
     }
@@ -120,7 +142,7 @@ impl DomainError for StoreError {
             StoreError::Rule { class, .. } => *class,
             StoreError::Query(e) => e.class(),
             StoreError::VersionMismatch { .. } => ErrorClass::PreconditionFailed,
-            StoreError::Unavailable(_) => ErrorClass::Unavailable,
+            StoreError::Unavailable(_) | StoreError::Busy(_) => ErrorClass::Unavailable,
             StoreError::Db(_) => ErrorClass::Internal,
         }
     }
@@ -132,5 +154,34 @@ impl DomainError for StoreError {
             StoreError::Query(e) => e.field(),
             _ => None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn exec(msg: &str) -> DbErr {
+        DbErr::Custom(msg.to_owned())
+    }
+
+    #[test]
+    fn a_lock_wait_that_ran_out_is_busy_and_says_retry() {
+        for msg in [
+            "error returned from database: (code: 5) database is locked",
+            "error returned from database: deadlock detected",
+            "error returned from database: could not serialize access due to concurrent update",
+        ] {
+            let e = StoreError::from(exec(msg));
+            assert!(matches!(e, StoreError::Busy(_)), "{msg}");
+            assert_eq!(e.code(), "service.busy");
+            assert_eq!(e.class(), ErrorClass::Unavailable);
+        }
+    }
+
+    #[test]
+    fn other_database_errors_stay_internal() {
+        let e = StoreError::from(exec("no such table: nowhere"));
+        assert_eq!(e.code(), "internal");
     }
 }

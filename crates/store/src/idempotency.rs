@@ -88,7 +88,7 @@ impl Store {
                 .filter(idempotency_key::Column::UserId.eq(user.0))
                 .filter(idempotency_key::Column::Key.eq(key))
                 .filter(idempotency_key::Column::CreatedAt.eq(row.created_at))
-                .exec(self.conn())
+                .exec(self.writer())
                 .await?;
             return Ok(if res.rows_affected == 1 {
                 Claim::Acquired
@@ -105,7 +105,7 @@ impl Store {
             response_body: Set(None),
             created_at: Set(t),
         })
-        .exec_without_returning(self.conn())
+        .exec_without_returning(self.writer())
         .await;
         match inserted {
             Ok(_) => Ok(Claim::Acquired),
@@ -144,7 +144,7 @@ impl Store {
             )
             .filter(idempotency_key::Column::UserId.eq(user.0))
             .filter(idempotency_key::Column::Key.eq(key))
-            .exec(self.conn())
+            .exec(self.writer())
             .await?;
         Ok(())
     }
@@ -155,7 +155,7 @@ impl Store {
             .filter(idempotency_key::Column::UserId.eq(user.0))
             .filter(idempotency_key::Column::Key.eq(key))
             .filter(idempotency_key::Column::Status.is_null())
-            .exec(self.conn())
+            .exec(self.writer())
             .await?;
         Ok(())
     }
@@ -165,7 +165,7 @@ impl Store {
         let cutoff = now() - Duration::hours(RETENTION_HOURS);
         let res = idempotency_key::Entity::delete_many()
             .filter(idempotency_key::Column::CreatedAt.lt(cutoff))
-            .exec(self.conn())
+            .exec(self.writer())
             .await?;
         Ok(res.rows_affected)
     }

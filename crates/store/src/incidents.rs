@@ -16,8 +16,8 @@ use keel_incident::{
 };
 use sea_orm::sea_query::{Condition, Expr, ExprTrait, Query};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseTransaction, EntityTrait, QueryFilter,
-    QueryOrder, QuerySelect, TransactionTrait, Value,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction,
+    EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait, Value,
 };
 use uuid::Uuid;
 
@@ -372,9 +372,9 @@ fn check_version(m: &incident::Model, if_match: Option<i64>) -> Result<(), Store
     }
 }
 
-async fn next_number(txn: &DatabaseTransaction) -> Result<i64, StoreError> {
-    let backend = txn.get_database_backend();
-    let row = txn
+async fn next_number<C: ConnectionTrait>(db: &C) -> Result<i64, StoreError> {
+    let backend = db.get_database_backend();
+    let row = db
         .query_one_raw(stmt(
             backend,
             "UPDATE sequences SET next_value = next_value + 1 WHERE name = ? RETURNING next_value - 1 AS n",
@@ -633,8 +633,21 @@ impl Store {
         let computed = matrix.priority(new.impact, new.urgency);
         let priority = new.priority.unwrap_or(computed);
         let t = now();
-        let txn = self.conn().begin().await?;
-        let number = next_number(&txn).await?;
+        // On PostgreSQL the number is taken in its own statement: inside the
+        // transaction, the sequence row stayed locked until commit and every
+        // concurrent create queued behind it. A create that then fails leaves
+        // a gap in the numbers, as a PostgreSQL sequence would. SQLite has one
+        // writer at a time anyway, and there the extra commit would cost an
+        // extra fsync.
+        let early = match self.backend() {
+            DatabaseBackend::Postgres => Some(next_number(self.writer()).await?),
+            _ => None,
+        };
+        let txn = self.writer().begin().await?;
+        let number = match early {
+            Some(n) => n,
+            None => next_number(&txn).await?,
+        };
         let id = IncidentId::new();
         let model = incident::Model {
             id: id.0,
@@ -695,8 +708,17 @@ impl Store {
             )
             .await?;
         }
-        search::reindex(&txn, &model).await?;
-        sla::sync_incident(&txn, id.0, SyncEvent::Changed, t).await?;
+        search::insert_rows(
+            &txn,
+            vec![search::SearchRow::new(
+                number,
+                &model.title,
+                &model.description,
+                [],
+            )],
+        )
+        .await?;
+        sla::sync_loaded(&txn, &model, SyncEvent::Changed, t).await?;
         webhooks::emit_incident(&txn, "incident.created", id.0, None, t).await?;
         let actor_name = notify::display_name(&txn, Some(actor.user_id)).await?;
         let ctx = notify::incident_context(&model, actor_name.as_deref());
@@ -729,7 +751,12 @@ impl Store {
         )
         .await?;
         txn.commit().await?;
-        self.view(actor, id.0).await
+        // The incident as written (version 1); only the references and the
+        // SLA timers are read back.
+        self.views(actor, vec![model])
+            .await?
+            .pop()
+            .ok_or(StoreError::NotFound("incident"))
     }
 
     /// An incident by id or number, if the caller may read it.
@@ -934,7 +961,7 @@ impl Store {
         }
         am.version = Set(m.version + 1);
         am.updated_at = Set(t);
-        let txn = self.conn().begin().await?;
+        let txn = self.writer().begin().await?;
         save(&txn, am, m.id, m.version).await?;
         for (action, field, old, new) in changes {
             audit::write(
@@ -1043,7 +1070,7 @@ impl Store {
             assign_to = Some(actor.user_id.0);
         }
         let t = now();
-        let txn = self.conn().begin().await?;
+        let txn = self.writer().begin().await?;
         apply_effects(&txn, Some(actor.user_id), &m, &effects, assign_to, t).await?;
         if effects.resolve_children {
             self.resolve_descendants(&txn, actor, &m, &effects, t)
@@ -1163,10 +1190,13 @@ impl Store {
             cond = cond.add(sla::sla_condition(*f, now()));
         }
         if !filter.terms.is_empty() {
+            let internal = matches!(reach, Reach::All);
+            let dense = search::is_dense(self.conn(), &filter.terms, internal).await?;
             cond = cond.add(search::matches(
                 self.backend(),
                 &filter.terms,
-                matches!(reach, Reach::All),
+                internal,
+                dense,
             ));
         }
         let col = match sort.field {
@@ -1194,19 +1224,19 @@ impl Store {
                 }
                 IncidentSort::Number => tie.into(),
             };
-            let after = match sort.dir {
-                SortDir::Asc => Condition::any().add(col.gt(value.clone())).add(
-                    Condition::all()
-                        .add(col.eq(value))
-                        .add(incident::Column::Number.gt(tie)),
-                ),
-                SortDir::Desc => Condition::any().add(col.lt(value.clone())).add(
-                    Condition::all()
-                        .add(col.eq(value))
-                        .add(incident::Column::Number.lt(tie)),
-                ),
-            };
-            cond = cond.add(after);
+            // A row-value comparison, `(col, number) < (value, tie)`: both
+            // databases walk the `(col, number)` index straight to the
+            // cursor, where the equivalent OR of two conditions made SQLite
+            // scan every row before it.
+            let key = Expr::tuple([
+                Expr::col((incident::Entity, col)),
+                Expr::col((incident::Entity, incident::Column::Number)),
+            ]);
+            let bound = Expr::tuple([Expr::val(value), Expr::val(tie)]);
+            cond = cond.add(match sort.dir {
+                SortDir::Asc => key.gt(bound),
+                SortDir::Desc => key.lt(bound),
+            });
         }
         let order = match sort.dir {
             SortDir::Asc => sea_orm::Order::Asc,
@@ -1259,7 +1289,7 @@ impl Store {
         keel_incident::ensure_editable(parse_state(&m.state))?;
         let t = now();
         let id = CommentId::new();
-        let txn = self.conn().begin().await?;
+        let txn = self.writer().begin().await?;
         comment::Entity::insert(comment::ActiveModel {
             id: Set(id.0),
             record_type: Set(KIND.as_str().to_owned()),
@@ -1416,7 +1446,7 @@ impl Store {
         let m = visible(self.conn(), actor, key).await?;
         keel_incident::ensure_editable(parse_state(&m.state))?;
         let t = now();
-        let txn = self.conn().begin().await?;
+        let txn = self.writer().begin().await?;
         attachment::Entity::insert(attachment::ActiveModel {
             id: Set(a.id.0),
             record_type: Set(KIND.as_str().to_owned()),
@@ -1551,7 +1581,7 @@ impl Store {
         }
         let t = now();
         let id = LinkId::new();
-        let txn = self.conn().begin().await?;
+        let txn = self.writer().begin().await?;
         link::Entity::insert(link::ActiveModel {
             id: Set(id.0),
             source_type: Set(KIND.as_str().to_owned()),
@@ -1686,7 +1716,7 @@ impl Store {
             .filter(|l| l.source_id == this.id || l.target_id == this.id)
             .ok_or(StoreError::NotFound("link"))?;
         let t = now();
-        let txn = self.conn().begin().await?;
+        let txn = self.writer().begin().await?;
         link::Entity::delete_by_id(l.id).exec(&txn).await?;
         for rec in [l.source_id, l.target_id] {
             audit::write(
@@ -1734,7 +1764,7 @@ impl Store {
         };
         if !is_watcher(self.conn(), m.id, user).await? {
             let t = now();
-            let txn = self.conn().begin().await?;
+            let txn = self.writer().begin().await?;
             watcher::Entity::insert(watcher::ActiveModel {
                 record_type: Set(KIND.as_str().to_owned()),
                 record_id: Set(m.id),
@@ -1778,7 +1808,7 @@ impl Store {
             ));
         }
         let t = now();
-        let txn = self.conn().begin().await?;
+        let txn = self.writer().begin().await?;
         let res = watcher::Entity::delete_by_id((KIND.as_str().to_owned(), m.id, user.0))
             .exec(&txn)
             .await?;
@@ -1837,7 +1867,7 @@ impl Store {
             let Ok(effects) = keel_incident::apply(State::Resolved, Action::Close, &input) else {
                 continue;
             };
-            let txn = self.conn().begin().await?;
+            let txn = self.writer().begin().await?;
             match apply_effects(&txn, None, &m, &effects, None, now()).await {
                 Ok(()) => {
                     txn.commit().await?;

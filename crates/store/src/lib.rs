@@ -24,10 +24,19 @@ use std::time::Duration;
 use keel_migrations::{Migrator, MigratorTrait};
 use sea_orm::{ConnectOptions, Database, DatabaseBackend, DatabaseConnection};
 
-/// A handle to Keel's database; cheap to clone (a pool inside).
+/// A handle to Keel's database; cheap to clone (pools inside).
+///
+/// Reads and writes use separate pools. On PostgreSQL they are the same
+/// pool. On SQLite, which allows one writer at a time, every write goes
+/// through a pool of exactly one connection, so writers queue in Rust (a
+/// fair, instant hand-over) instead of in SQLite's busy handler, which
+/// sleeps and retries; the read pool's connections are `query_only`, so a
+/// write sent to them by mistake fails at once instead of waiting for the
+/// lock.
 #[derive(Clone, Debug)]
 pub struct Store {
     db: DatabaseConnection,
+    writer: DatabaseConnection,
 }
 
 /// How many connections the pool holds and how many are idle.
@@ -39,29 +48,58 @@ pub struct PoolStats {
 }
 
 impl Store {
-    /// Connects to `url` (`sqlite://path?mode=rwc` or `postgres://...`).
-    /// SQLite connections are configured one by one: WAL, full sync (a
-    /// committed write survives a crash), a busy timeout and foreign keys.
+    /// Connects to `url` (`sqlite://path?mode=rwc` or `postgres://...`)
+    /// with up to `max_connections` connections for reads (and, on
+    /// PostgreSQL, writes). SQLite connections are configured one by one:
+    /// WAL, full sync (a committed write survives a crash), a busy timeout
+    /// (for other processes on the same file) and foreign keys.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
-        let mut opts = ConnectOptions::new(url.to_owned());
-        opts.max_connections(max_connections)
-            .min_connections(1)
-            .connect_timeout(Duration::from_secs(5))
-            .acquire_timeout(Duration::from_secs(5))
-            .sqlx_logging(false)
-            .map_sqlx_sqlite_opts(|o| {
-                o.journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
-                    .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Full)
-                    .busy_timeout(Duration::from_secs(10))
-                    .foreign_keys(true)
-            });
-        let db = Database::connect(opts).await.map_err(StoreError::from)?;
-        Ok(Store { db })
+        let options = |max: u32, query_only: bool| {
+            let mut opts = ConnectOptions::new(url.to_owned());
+            opts.max_connections(max)
+                .min_connections(1)
+                .connect_timeout(Duration::from_secs(5))
+                .acquire_timeout(Duration::from_secs(5))
+                .sqlx_logging(false)
+                .map_sqlx_sqlite_opts(move |o| {
+                    let o = o
+                        .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
+                        .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Full)
+                        .busy_timeout(Duration::from_secs(10))
+                        .foreign_keys(true);
+                    if query_only {
+                        o.pragma("query_only", "ON")
+                    } else {
+                        o
+                    }
+                });
+            opts
+        };
+        if url.starts_with("sqlite:") {
+            // The writer first: it creates the file and switches it to WAL.
+            let writer = Database::connect(options(1, false))
+                .await
+                .map_err(StoreError::from)?;
+            let db = Database::connect(options(max_connections, true))
+                .await
+                .map_err(StoreError::from)?;
+            Ok(Store { db, writer })
+        } else {
+            let db = Database::connect(options(max_connections, false))
+                .await
+                .map_err(StoreError::from)?;
+            Ok(Store {
+                writer: db.clone(),
+                db,
+            })
+        }
     }
 
     /// Applies every pending migration.
     pub async fn migrate(&self) -> Result<(), StoreError> {
-        Migrator::up(&self.db, None).await.map_err(StoreError::from)
+        Migrator::up(&self.writer, None)
+            .await
+            .map_err(StoreError::from)
     }
 
     /// Whether the database answers.
@@ -94,12 +132,19 @@ impl Store {
         }
     }
 
-    /// Closes the pool (used by tests before dropping a database).
+    /// Closes the pools (used by tests before dropping a database).
     pub async fn close(self) {
+        let _ = self.writer.close().await;
         let _ = self.db.close().await;
     }
 
+    /// The read pool. On SQLite its connections refuse writes.
     pub(crate) fn conn(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// The connection every write and transaction goes through.
+    pub(crate) fn writer(&self) -> &DatabaseConnection {
+        &self.writer
     }
 }

@@ -221,17 +221,24 @@ pub(crate) async fn enqueue<C: ConnectionTrait>(
         .all(db)
         .await?;
     let context = Value::Object(context).to_string();
-    for u in users.into_iter().filter(|u| !opted_out.contains(&u.id)) {
-        let row = pending_row(
-            event,
-            record_type,
-            record_id,
-            Some(u.id),
-            u.email,
-            context.clone(),
-            t,
-        );
-        outbox::Entity::insert(row)
+    let rows: Vec<outbox::ActiveModel> = users
+        .into_iter()
+        .filter(|u| !opted_out.contains(&u.id))
+        .map(|u| {
+            pending_row(
+                event,
+                record_type,
+                record_id,
+                Some(u.id),
+                u.email,
+                context.clone(),
+                t,
+            )
+        })
+        .collect();
+    // One statement for the whole audience (a group can be dozens).
+    if !rows.is_empty() {
+        outbox::Entity::insert_many(rows)
             .exec_without_returning(db)
             .await?;
     }
@@ -305,7 +312,7 @@ impl Store {
                 .filter(outbox::Column::Id.eq(row.id))
                 .filter(outbox::Column::Status.eq("pending"))
                 .filter(outbox::Column::NextAttemptAt.eq(row.next_attempt_at))
-                .exec(self.conn())
+                .exec(self.writer())
                 .await?;
             if res.rows_affected == 1 {
                 claimed.push(OutboxMessage {
@@ -333,7 +340,7 @@ impl Store {
                 Expr::value(Option::<String>::None),
             )
             .filter(outbox::Column::Id.eq(id))
-            .exec(self.conn())
+            .exec(self.writer())
             .await?;
         Ok(())
     }
@@ -352,7 +359,7 @@ impl Store {
                 Expr::value(Some(error.chars().take(500).collect::<String>())),
             )
             .filter(outbox::Column::Id.eq(id))
-            .exec(self.conn())
+            .exec(self.writer())
             .await?;
         Ok(())
     }
@@ -366,7 +373,7 @@ impl Store {
                 Expr::value(Some(error.chars().take(500).collect::<String>())),
             )
             .filter(outbox::Column::Id.eq(id))
-            .exec(self.conn())
+            .exec(self.writer())
             .await?;
         Ok(())
     }
@@ -406,7 +413,7 @@ impl Store {
             .update_column(notification_pref::Column::Enabled)
             .to_owned(),
         )
-        .exec_without_returning(self.conn())
+        .exec_without_returning(self.writer())
         .await?;
         Ok(())
     }

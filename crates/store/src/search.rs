@@ -146,14 +146,63 @@ pub(crate) async fn reindex<C: ConnectionTrait>(
     insert_rows(db, vec![row]).await
 }
 
+/// The FTS5 query for `terms`: each quoted, so none acts as an operator,
+/// and limited to the public columns unless `include_internal`.
+fn fts_query(terms: &[String], include_internal: bool) -> String {
+    let phrases: Vec<String> = terms
+        .iter()
+        .map(|t| format!("\"{}\"", t.replace('"', "\"\"")))
+        .collect();
+    let body = phrases.join(" AND ");
+    if include_internal {
+        body
+    } else {
+        format!("{{title description public_comments}} : ({body})")
+    }
+}
+
+/// From how many matches on SQLite a search is "dense": enough that walking
+/// the list's sort index and testing each incident against the matches
+/// fills a page sooner than sorting every match.
+pub(crate) const DENSE: u64 = 2_000;
+
+/// Whether at least [`DENSE`] incidents match (SQLite; counts no further).
+pub(crate) async fn is_dense<C: ConnectionTrait>(
+    db: &C,
+    terms: &[String],
+    include_internal: bool,
+) -> Result<bool, StoreError> {
+    let backend = db.get_database_backend();
+    if backend == DatabaseBackend::Postgres {
+        return Ok(false);
+    }
+    let row = db
+        .query_one_raw(stmt(
+            backend,
+            "SELECT count(*) AS n FROM (SELECT rowid FROM incident_search WHERE incident_search MATCH ? LIMIT ?)",
+            vec![fts_query(terms, include_internal).into(), DENSE.into()],
+        ))
+        .await?;
+    let n = match row {
+        Some(r) => r.try_get::<i64>("", "n")?,
+        None => 0,
+    };
+    Ok(u64::try_from(n).unwrap_or(0) >= DENSE)
+}
+
 /// A condition on `incidents.number` matching every term in `terms`.
 /// `include_internal` widens the search to internal work notes (agents).
 /// Terms are plain words (see `keel_core::query::search_terms`) and travel as
 /// bound parameters; each is quoted for FTS5 so none acts as an operator.
+///
+/// `dense` (SQLite, see [`is_dense`]) writes the column as `+number`, which
+/// keeps SQLite from looking every match up by number and sorting them all;
+/// it walks the sort order's index instead and stops after one page.
 pub(crate) fn matches(
     backend: DatabaseBackend,
     terms: &[String],
     include_internal: bool,
+    dense: bool,
 ) -> SimpleExpr {
     match backend {
         DatabaseBackend::Postgres => {
@@ -170,19 +219,16 @@ pub(crate) fn matches(
             )
         }
         _ => {
-            let phrases: Vec<String> = terms
-                .iter()
-                .map(|t| format!("\"{}\"", t.replace('"', "\"\"")))
-                .collect();
-            let body = phrases.join(" AND ");
-            let q = if include_internal {
-                body
+            let column = if dense {
+                "+\"incidents\".\"number\""
             } else {
-                format!("{{title description public_comments}} : ({body})")
+                "\"incidents\".\"number\""
             };
             Expr::cust_with_values(
-                "\"incidents\".\"number\" IN (SELECT rowid FROM incident_search WHERE incident_search MATCH ?)",
-                [q],
+                format!(
+                    "{column} IN (SELECT rowid FROM incident_search WHERE incident_search MATCH ?)"
+                ),
+                [fts_query(terms, include_internal)],
             )
         }
     }

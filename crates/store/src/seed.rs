@@ -85,7 +85,7 @@ impl Store {
     /// The number the next incident gets.
     pub async fn next_incident_number(&self) -> Result<i64, StoreError> {
         let row = self
-            .db
+            .conn()
             .query_one_raw(stmt(
                 self.backend(),
                 "SELECT next_value FROM sequences WHERE name = ?",
@@ -104,7 +104,7 @@ impl Store {
         users: &[SeedUser],
         groups: &[SeedGroup],
     ) -> Result<(), StoreError> {
-        let txn = self.db.begin().await?;
+        let txn = self.writer().begin().await?;
         for chunk in users.chunks(ROWS_PER_INSERT) {
             user::Entity::insert_many(chunk.iter().map(|u| user::ActiveModel {
                 id: Set(u.id),
@@ -162,7 +162,7 @@ impl Store {
     /// entries, comments and search rows, in one transaction, and moves the
     /// incident number sequence past them.
     pub async fn seed_incidents(&self, batch: &[SeedIncident]) -> Result<(), StoreError> {
-        let txn = self.db.begin().await?;
+        let txn = self.writer().begin().await?;
         let backend = txn.get_database_backend();
         for chunk in batch.chunks(ROWS_PER_INSERT) {
             incident::Entity::insert_many(chunk.iter().map(incident_model))
@@ -233,7 +233,7 @@ impl Store {
 
     /// Refreshes the planner's statistics after a bulk load.
     pub async fn analyze(&self) -> Result<(), StoreError> {
-        self.db.execute_unprepared("ANALYZE").await?;
+        self.writer().execute_unprepared("ANALYZE").await?;
         Ok(())
     }
 }

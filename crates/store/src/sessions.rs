@@ -60,7 +60,7 @@ impl Store {
         refresh_hash: &str,
         ttl: Duration,
     ) -> Result<SessionId, StoreError> {
-        let txn = self.conn().begin().await?;
+        let txn = self.writer().begin().await?;
         let id = SessionId::new();
         let t = now();
         session::Entity::insert(session::ActiveModel {
@@ -84,7 +84,7 @@ impl Store {
         new_hash: &str,
     ) -> Result<Refresh, StoreError> {
         let t = now();
-        let txn = self.conn().begin().await?;
+        let txn = self.writer().begin().await?;
         // Write first: marking the token used is what decides a race between
         // two refreshes with one token (the loser is a replay), and on SQLite
         // a transaction that starts with a write never has to upgrade a lock.
@@ -139,7 +139,7 @@ impl Store {
             .col_expr(session::Column::RevokedAt, Expr::value(now()))
             .filter(session::Column::Id.eq(id.0))
             .filter(session::Column::RevokedAt.is_null())
-            .exec(self.conn())
+            .exec(self.writer())
             .await?;
         Ok(())
     }
@@ -178,7 +178,7 @@ impl Store {
             last_used_at: Set(None),
         };
         api_token::Entity::insert(m)
-            .exec_without_returning(self.conn())
+            .exec_without_returning(self.writer())
             .await?;
         let m = api_token::Entity::find_by_id(id.0)
             .one(self.conn())
@@ -205,7 +205,7 @@ impl Store {
             .filter(api_token::Column::Id.eq(id.0))
             .filter(api_token::Column::UserId.eq(user.0))
             .filter(api_token::Column::RevokedAt.is_null())
-            .exec(self.conn())
+            .exec(self.writer())
             .await?;
         if res.rows_affected == 0 {
             return Err(StoreError::NotFound("api token"));
@@ -231,7 +231,7 @@ impl Store {
             api_token::Entity::update_many()
                 .col_expr(api_token::Column::LastUsedAt, Expr::value(t))
                 .filter(api_token::Column::Id.eq(m.id))
-                .exec(self.conn())
+                .exec(self.writer())
                 .await?;
         }
         Ok(Some(token_view(m)))

@@ -33,7 +33,7 @@ impl Store {
                 .do_nothing()
                 .to_owned(),
         )
-        .exec_without_returning(self.conn())
+        .exec_without_returning(self.writer())
         .await?;
         setting::Entity::find_by_id(key.to_owned())
             .one(self.conn())

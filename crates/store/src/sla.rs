@@ -137,7 +137,7 @@ impl Store {
             created_at: Set(t),
             updated_at: Set(t),
         })
-        .exec_without_returning(self.conn())
+        .exec_without_returning(self.writer())
         .await
         .map_err(|e| on_unique(e, CALENDAR_UNIQUE))?;
         self.get_calendar(id).await
@@ -181,7 +181,7 @@ impl Store {
         }
         am.updated_at = Set(now());
         sla_calendar::Entity::update(am)
-            .exec(self.conn())
+            .exec(self.writer())
             .await
             .map_err(|e| on_unique(e, CALENDAR_UNIQUE))?;
         self.get_calendar(id).await
@@ -201,7 +201,7 @@ impl Store {
             ));
         }
         let res = sla_calendar::Entity::delete_by_id(id)
-            .exec(self.conn())
+            .exec(self.writer())
             .await
             .map_err(|e| {
                 if matches!(
@@ -280,7 +280,7 @@ impl Store {
             created_at: Set(t),
             updated_at: Set(t),
         })
-        .exec_without_returning(self.conn())
+        .exec_without_returning(self.writer())
         .await
         .map_err(|e| on_unique(e, POLICY_UNIQUE))?;
         self.get_policy(id).await
@@ -327,7 +327,7 @@ impl Store {
         }
         am.updated_at = Set(now());
         sla_policy::Entity::update(am)
-            .exec(self.conn())
+            .exec(self.writer())
             .await
             .map_err(|e| on_unique(e, POLICY_UNIQUE))?;
         self.get_policy(id).await
@@ -336,7 +336,7 @@ impl Store {
     /// Deletes a policy; its timers keep running with the targets they have.
     pub async fn delete_policy(&self, id: Uuid) -> Result<(), StoreError> {
         let res = sla_policy::Entity::delete_by_id(id)
-            .exec(self.conn())
+            .exec(self.writer())
             .await?;
         if res.rows_affected == 0 {
             return Err(StoreError::NotFound("policy"));
@@ -408,7 +408,7 @@ impl Store {
                 )
                 .filter(sla_timer::Column::Id.eq(row.id))
                 .filter(sla_timer::Column::NextCheckAt.eq(row.next_check_at))
-                .exec(self.conn())
+                .exec(self.writer())
                 .await?;
             if claimed.rows_affected == 1 {
                 self.check_timer(row.id).await?;
@@ -420,7 +420,7 @@ impl Store {
 
     async fn check_timer(&self, id: Uuid) -> Result<(), StoreError> {
         let t = now();
-        let txn = self.conn().begin().await?;
+        let txn = self.writer().begin().await?;
         // Write first (SQLite lock order), then read what was claimed.
         sla_timer::Entity::update_many()
             .col_expr(sla_timer::Column::UpdatedAt, Expr::value(t))
@@ -706,6 +706,18 @@ pub(crate) async fn sync_incident<C: ConnectionTrait>(
     let Some(m) = incident::Entity::find_by_id(id).one(db).await? else {
         return Ok(());
     };
+    sync_loaded(db, &m, event, t).await
+}
+
+/// [`sync_incident`] for an incident already read (or just written) in this
+/// transaction.
+pub(crate) async fn sync_loaded<C: ConnectionTrait>(
+    db: &C,
+    m: &incident::Model,
+    event: SyncEvent,
+    t: Timestamp,
+) -> Result<(), StoreError> {
+    let id = m.id;
     let policies = load_policies(db, true).await?;
     let facts = Facts {
         priority: u8::try_from(m.priority).unwrap_or(5),

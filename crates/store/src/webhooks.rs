@@ -203,7 +203,7 @@ impl Store {
             created_at: Set(t),
             updated_at: Set(t),
         })
-        .exec_without_returning(self.conn())
+        .exec_without_returning(self.writer())
         .await?;
         self.get_webhook(id).await
     }
@@ -252,12 +252,14 @@ impl Store {
             am.secret = Set(s.to_owned());
         }
         am.updated_at = Set(now());
-        webhook::Entity::update(am).exec(self.conn()).await?;
+        webhook::Entity::update(am).exec(self.writer()).await?;
         self.get_webhook(id).await
     }
 
     pub async fn delete_webhook(&self, id: Uuid) -> Result<(), StoreError> {
-        let res = webhook::Entity::delete_by_id(id).exec(self.conn()).await?;
+        let res = webhook::Entity::delete_by_id(id)
+            .exec(self.writer())
+            .await?;
         if res.rows_affected == 0 {
             return Err(StoreError::NotFound("webhook"));
         }
@@ -294,7 +296,7 @@ impl Store {
             .col_expr(webhook_delivery::Column::NextAttemptAt, Expr::value(now()))
             .filter(webhook_delivery::Column::Id.eq(delivery_id))
             .filter(webhook_delivery::Column::WebhookId.eq(webhook_id))
-            .exec(self.conn())
+            .exec(self.writer())
             .await?;
         if res.rows_affected == 0 {
             return Err(StoreError::NotFound("delivery"));
@@ -335,7 +337,7 @@ impl Store {
                 .filter(webhook_delivery::Column::Id.eq(d.id))
                 .filter(webhook_delivery::Column::Status.eq("pending"))
                 .filter(webhook_delivery::Column::NextAttemptAt.eq(d.next_attempt_at))
-                .exec(self.conn())
+                .exec(self.writer())
                 .await?;
             if res.rows_affected != 1 {
                 continue;
@@ -408,7 +410,7 @@ impl Store {
             );
         }
         q.filter(webhook_delivery::Column::Id.eq(id))
-            .exec(self.conn())
+            .exec(self.writer())
             .await?;
         Ok(())
     }
