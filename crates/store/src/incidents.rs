@@ -14,7 +14,7 @@ use keel_incident::{
     Action, ActorRelation, CommentBody, Description, HoldReason, Impact, Priority, PriorityMatrix,
     ResolutionCode, State, Title, TransitionInput, Urgency, Visibility,
 };
-use sea_orm::sea_query::{Condition, Expr, ExprTrait, Query};
+use sea_orm::sea_query::{Condition, Expr, ExprTrait, Query, SimpleExpr};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction,
     EntityTrait, QueryFilter, QueryOrder, QuerySelect, TransactionTrait, Value,
@@ -1242,9 +1242,29 @@ impl Store {
             SortDir::Asc => sea_orm::Order::Asc,
             SortDir::Desc => sea_orm::Order::Desc,
         };
+        // Open work is short and history is long. When the filter asks for
+        // several states, all open, SQLite should find those rows through a
+        // state index and sort them, but left to itself it walks the whole
+        // queue in sort order (closed history included) to skip the sort.
+        // Sorting by `+column` (an expression no index provides) tells it
+        // so. One state needs no hint: `(state, created_at)` and `(group,
+        // state, created_at)` give its rows in order. PostgreSQL plans from
+        // value statistics and needs no hint either.
+        let open_work = filter.states.len() > 1 && filter.states.iter().all(|s| s.is_open());
+        let sort_key: SimpleExpr = if open_work && self.backend() == DatabaseBackend::Sqlite {
+            let name = match sort.field {
+                IncidentSort::CreatedAt => "created_at",
+                IncidentSort::UpdatedAt => "updated_at",
+                IncidentSort::Priority => "priority",
+                IncidentSort::Number => "number",
+            };
+            Expr::cust(format!("+\"incidents\".\"{name}\""))
+        } else {
+            Expr::col((incident::Entity, col))
+        };
         let mut rows = incident::Entity::find()
             .filter(cond)
-            .order_by(col, order.clone())
+            .order_by(sort_key, order.clone())
             .order_by(incident::Column::Number, order)
             .limit(u64::from(limit.get()) + 1)
             .all(self.conn())
