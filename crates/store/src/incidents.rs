@@ -23,9 +23,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::audit::{self, Entry};
-use crate::directory::{
-    GroupRef, Page, UserRef, group_refs, is_member_in, page_next, user_ref, user_refs,
-};
+use crate::directory::{GroupRef, Page, UserRef, is_member_in, page_next, user_ref, user_refs};
 use crate::entities::{attachment, audit_event, comment, incident, link, watcher};
 use crate::notify::{self, Audience, Event};
 use crate::search::{self, stmt};
@@ -601,30 +599,6 @@ impl Store {
         })
     }
 
-    async fn views(
-        &self,
-        actor: &Actor,
-        models: Vec<incident::Model>,
-    ) -> Result<Vec<IncidentView>, StoreError> {
-        let mut uids: Vec<Uuid> = models.iter().map(|m| m.requester_id).collect();
-        uids.extend(models.iter().filter_map(|m| m.assignee_id));
-        let gids: Vec<Uuid> = models
-            .iter()
-            .filter_map(|m| m.assignment_group_id)
-            .collect();
-        let users = user_refs(self.conn(), &uids).await?;
-        let groups = group_refs(self.conn(), &gids).await?;
-        self.views_of(
-            actor,
-            Loaded {
-                models,
-                users,
-                groups,
-            },
-        )
-        .await
-    }
-
     /// Views of incidents whose references are already loaded.
     async fn views_of(
         &self,
@@ -677,11 +651,8 @@ impl Store {
     }
 
     async fn view(&self, actor: &Actor, id: Uuid) -> Result<IncidentView, StoreError> {
-        let m = incident::Entity::find_by_id(id)
-            .one(self.conn())
-            .await?
-            .ok_or(StoreError::NotFound("incident"))?;
-        self.views(actor, vec![m])
+        let loaded = load(self.conn(), incident::Entity::find_by_id(id)).await?;
+        self.views_of(actor, loaded)
             .await?
             .pop()
             .ok_or(StoreError::NotFound("incident"))
@@ -865,12 +836,7 @@ impl Store {
         )
         .await?;
         txn.commit().await?;
-        // The incident as written (version 1); only the references and the
-        // SLA timers are read back.
-        self.views(actor, vec![model])
-            .await?
-            .pop()
-            .ok_or(StoreError::NotFound("incident"))
+        self.view(actor, id.0).await
     }
 
     /// An incident by id or number, if the caller may read it.
@@ -1080,11 +1046,7 @@ impl Store {
             }
         }
         if changes.is_empty() {
-            return self
-                .views(actor, vec![m])
-                .await?
-                .pop()
-                .ok_or(StoreError::NotFound("incident"));
+            return self.view(actor, m.id).await;
         }
         am.version = Set(m.version + 1);
         am.updated_at = Set(t);
@@ -1486,7 +1448,7 @@ impl Store {
                 }
             }
         }
-        search::reindex(&txn, &m).await?;
+        search::append_comment(&txn, m.number, body.as_str(), internal).await?;
         if !internal {
             let comment =
                 serde_json::json!({"id": id, "author_id": actor.user_id, "body": body.as_str()});

@@ -146,6 +146,34 @@ pub(crate) async fn reindex<C: ConnectionTrait>(
     insert_rows(db, vec![row]).await
 }
 
+/// Adds one comment to an incident's search row, as [`reindex`] would have
+/// placed it (comments in the order written, one per line), without
+/// reading the incident's other comments back.
+pub(crate) async fn append_comment<C: ConnectionTrait>(
+    db: &C,
+    number: i64,
+    body: &str,
+    internal: bool,
+) -> Result<(), StoreError> {
+    let backend = db.get_database_backend();
+    let column = if internal {
+        "internal_comments"
+    } else {
+        "public_comments"
+    };
+    let text = format!(
+        "UPDATE incident_search SET {column} = {column} || ? WHERE {} = ?",
+        key_column(backend)
+    );
+    db.execute_raw(stmt(
+        backend,
+        &text,
+        vec![format!("{body}\n").into(), number.into()],
+    ))
+    .await?;
+    Ok(())
+}
+
 /// The FTS5 query for `terms`: each quoted, so none acts as an operator,
 /// and limited to the public columns unless `include_internal`.
 fn fts_query(terms: &[String], include_internal: bool) -> String {
