@@ -61,6 +61,10 @@ impl Store {
                 .connect_timeout(Duration::from_secs(5))
                 .acquire_timeout(Duration::from_secs(5))
                 .sqlx_logging(false)
+                // Keel's queries are short and page-bounded; a parallel
+                // plan's workers take milliseconds to start and, with many
+                // requests at once, only compete for the same cores.
+                .map_sqlx_postgres_opts(|o| o.options([("max_parallel_workers_per_gather", "0")]))
                 .map_sqlx_sqlite_opts(move |o| {
                     let o = o
                         .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
