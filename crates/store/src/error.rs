@@ -69,40 +69,37 @@ impl From<DbErr> for StoreError {
     fn from(e: DbErr) -> Self {
         match &e {
             DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => StoreError::Unavailable(e),
-            _ if is_connection_loss(&e) => StoreError::Unavailable(e),
-            _ if is_busy(&e) => StoreError::Busy(e),
+            _ if says_any(&e, CONNECTION_LOSS) => StoreError::Unavailable(e),
+            _ if says_any(&e, BUSY) => StoreError::Busy(e),
             _ => StoreError::Db(e),
         }
     }
 }
 
 /// Errors raised mid-query when the server went away.
-fn is_connection_loss(e: &DbErr) -> bool {
-    let s = e.to_string();
-    [
-        "Connection refused",
-        "connection closed",
-        "broken pipe",
-        "PoolTimedOut",
-        "Io(",
-    ]
-    .iter()
-    .any(|m| s.contains(m))
-}
+const CONNECTION_LOSS: &[&str] = &[
+    "Connection refused",
+    "connection closed",
+    "broken pipe",
+    "PoolTimedOut",
+    "Io(",
+];
 
 /// Lock waits that ran out: SQLite's `SQLITE_BUSY` / `SQLITE_LOCKED`, and
 /// PostgreSQL's deadlock, serialization and lock-not-available errors.
-fn is_busy(e: &DbErr) -> bool {
+const BUSY: &[&str] = &[
+    "database is locked",
+    "database table is locked",
+    "deadlock detected",
+    "could not serialize access",
+    "could not obtain lock",
+];
+
+/// Whether the error's message contains one of `needles` (the drivers give
+/// these conditions no structured kind that both backends share).
+fn says_any(e: &DbErr, needles: &[&str]) -> bool {
     let s = e.to_string();
-    [
-        "database is locked",
-        "database table is locked",
-        "deadlock detected",
-        "could not serialize access",
-        "could not obtain lock",
-    ]
-    .iter()
-    .any(|m| s.contains(m))
+    needles.iter().any(|m| s.contains(m))
 }
 
 /// Maps a unique violation on one of `constraints` (matched by PostgreSQL
