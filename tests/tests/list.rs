@@ -499,3 +499,105 @@ async fn search_matches_all_words_across_title_description_and_comments(app: Tes
     assert_eq!(search("hdmi").await, vec![s(&other, "id").to_owned()]);
     app.finish().await;
 }
+
+/// Walks every page of `query` (limit 2) and returns the numbers seen.
+async fn search_pages(app: &TestApp, token: &str, query: &[(&str, &str)]) -> Vec<String> {
+    let mut seen = Vec::new();
+    let mut cursor: Option<String> = None;
+    for _ in 0..20 {
+        let mut q: Vec<(&str, &str)> = query.to_vec();
+        q.push(("limit", "2"));
+        if let Some(c) = &cursor {
+            q.push(("cursor", c.as_str()));
+        }
+        let page = app.list_incidents(token, &q).await;
+        seen.extend(
+            items(&page)
+                .iter()
+                .map(|i| i["number"].as_str().unwrap_or_default().to_owned()),
+        );
+        match &page["next"] {
+            Value::String(next) => cursor = Some(next.clone()),
+            _ => return seen,
+        }
+    }
+    panic!("search pagination does not end: {seen:?}");
+}
+
+both!(a_search_pages_newest_number_first_and_shows_each_match_once);
+async fn a_search_pages_newest_number_first_and_shows_each_match_once(app: TestApp) {
+    let desk = app.desk().await;
+    let agent = &desk.agent.token;
+    let requester = &desk.requester.token;
+    let mut numbers = Vec::new();
+    for i in 0..5 {
+        let inc = app
+            .create_incident(
+                agent,
+                json!({ "title": format!("Router {i} rebooting"), "impact": 3, "urgency": 3 }),
+            )
+            .await;
+        numbers.push(s(&inc, "number").to_owned());
+        app.create_incident(
+            agent,
+            json!({ "title": format!("Unrelated {i}"), "impact": 3, "urgency": 3 }),
+        )
+        .await;
+    }
+    // A match through a comment, and one only through a work note.
+    let own = app
+        .create_incident(
+            requester,
+            json!({ "title": "Wifi drops", "impact": 3, "urgency": 3 }),
+        )
+        .await;
+    app.comment(agent, s(&own, "id"), "The router was replaced", "public")
+        .await;
+    let noted = app
+        .create_incident(
+            agent,
+            json!({ "title": "Slow network", "impact": 3, "urgency": 3 }),
+        )
+        .await;
+    app.comment(
+        agent,
+        s(&noted, "id"),
+        "router firmware suspected",
+        "internal",
+    )
+    .await;
+    let mut all = numbers.clone();
+    all.push(s(&own, "number").to_owned());
+    all.push(s(&noted, "number").to_owned());
+
+    // No sort: newest number first, every match once across pages.
+    let newest_first: Vec<String> = all.iter().rev().cloned().collect();
+    assert_eq!(
+        search_pages(&app, agent, &[("q", "router")]).await,
+        newest_first
+    );
+    // Ascending, and with a filter beside the search.
+    assert_eq!(
+        search_pages(&app, agent, &[("q", "router"), ("sort", "number")]).await,
+        all
+    );
+    assert_eq!(
+        search_pages(
+            &app,
+            agent,
+            &[
+                ("q", "router"),
+                ("state", "new,in_progress,on_hold"),
+                ("sort", "-created_at")
+            ]
+        )
+        .await,
+        newest_first
+    );
+    // A requester finds only their own incident, and not through work notes.
+    assert_eq!(
+        search_pages(&app, requester, &[("q", "router")]).await,
+        vec![s(&own, "number").to_owned()]
+    );
+    app.finish().await;
+}

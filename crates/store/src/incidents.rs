@@ -14,7 +14,7 @@ use keel_incident::{
     Action, ActorRelation, CommentBody, Description, HoldReason, Impact, Priority, PriorityMatrix,
     ResolutionCode, State, Title, TransitionInput, Urgency, Visibility,
 };
-use sea_orm::sea_query::{Condition, Expr, ExprTrait, Query, SimpleExpr};
+use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, JoinType, Query, SimpleExpr};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction,
     EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
@@ -1278,15 +1278,24 @@ impl Store {
         for f in &filter.sla {
             cond = cond.add(sla::sla_condition(*f, now()));
         }
+        // A search in number order on SQLite is driven by the FTS5 table
+        // (see `search::FTS_JOIN`); other searches test membership.
+        let fts_driven = !filter.terms.is_empty()
+            && sort.field == IncidentSort::Number
+            && self.backend() == DatabaseBackend::Sqlite;
         if !filter.terms.is_empty() {
             let internal = matches!(reach, Reach::All);
-            let dense = search::is_dense(self.conn(), &filter.terms, internal).await?;
-            cond = cond.add(search::matches(
-                self.backend(),
-                &filter.terms,
-                internal,
-                dense,
-            ));
+            if fts_driven {
+                cond = cond.add(search::fts_match(&filter.terms, internal));
+            } else {
+                let dense = search::is_dense(self.conn(), &filter.terms, internal).await?;
+                cond = cond.add(search::matches(
+                    self.backend(),
+                    &filter.terms,
+                    internal,
+                    dense,
+                ));
+            }
         }
         let col = match sort.field {
             IncidentSort::CreatedAt => incident::Column::CreatedAt,
@@ -1326,6 +1335,14 @@ impl Store {
                 SortDir::Asc => key.gt(bound),
                 SortDir::Desc => key.lt(bound),
             });
+            if fts_driven {
+                // The same bound on the FTS5 key, so that it seeks there.
+                let fts_key = Expr::cust(search::FTS_KEY);
+                cond = cond.add(match sort.dir {
+                    SortDir::Asc => fts_key.gt(tie),
+                    SortDir::Desc => fts_key.lt(tie),
+                });
+            }
         }
         let order = match sort.dir {
             SortDir::Asc => sea_orm::Order::Asc,
@@ -1351,11 +1368,21 @@ impl Store {
         } else {
             Expr::col((incident::Entity, col))
         };
-        let q = incident::Entity::find()
-            .filter(cond)
-            .order_by(sort_key, order.clone())
-            .order_by(incident::Column::Number, order)
-            .limit(u64::from(limit.get()) + 1);
+        let q = if fts_driven {
+            let mut q = incident::Entity::find();
+            QuerySelect::query(&mut q).join(
+                JoinType::InnerJoin,
+                Alias::new("incident_search"),
+                Expr::cust(search::FTS_JOIN),
+            );
+            q.filter(cond).order_by(Expr::cust(search::FTS_KEY), order)
+        } else {
+            incident::Entity::find()
+                .filter(cond)
+                .order_by(sort_key, order.clone())
+                .order_by(incident::Column::Number, order)
+        }
+        .limit(u64::from(limit.get()) + 1);
         let mut loaded = load(self.conn(), q).await?;
         let field = sort.field;
         let next = page_next(&mut loaded.models, limit, |m| Cursor {

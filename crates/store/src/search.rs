@@ -218,6 +218,23 @@ pub(crate) async fn is_dense<C: ConnectionTrait>(
     Ok(u64::try_from(n).unwrap_or(0) >= DENSE)
 }
 
+/// SQLite, for searches ordered by number: join the FTS5 table to
+/// `incidents` on the number and let it drive. FTS5 hands out matches by
+/// rowid (the number) in either direction without sorting, so a page stops
+/// after its last row instead of collecting every match first.
+pub(crate) const FTS_JOIN: &str = "\"incident_search\".\"rowid\" = \"incidents\".\"number\"";
+
+/// The FTS5 key, to order and bound a driven search ([`FTS_JOIN`]).
+pub(crate) const FTS_KEY: &str = "\"incident_search\".\"rowid\"";
+
+/// The MATCH condition of a driven search ([`FTS_JOIN`]).
+pub(crate) fn fts_match(terms: &[String], include_internal: bool) -> SimpleExpr {
+    Expr::cust_with_values(
+        "\"incident_search\" MATCH ?",
+        [fts_query(terms, include_internal)],
+    )
+}
+
 /// A condition on `incidents.number` matching every term in `terms`.
 /// `include_internal` widens the search to internal work notes (agents).
 /// Terms are plain words (see `keel_core::query::search_terms`) and travel as

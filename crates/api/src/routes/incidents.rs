@@ -126,7 +126,7 @@ pub struct ListParams {
     pub sla_state: Option<keel_sla::TimerState>,
     /// Only incidents with a running SLA target due before this instant (RFC 3339).
     pub sla_due_before: Option<chrono::DateTime<chrono::Utc>>,
-    /// `created_at`, `updated_at`, `priority` or `number`; prefix `-` for descending. Default `-created_at`.
+    /// `created_at`, `updated_at`, `priority` or `number`; prefix `-` for descending. Default `-created_at`, or `-number` with `q` (a search).
     #[param(pattern = "^[-+]?(created_at|updated_at|priority|number)$")]
     pub sort: Option<String>,
     /// Page size, 1-200 (default 50).
@@ -217,10 +217,18 @@ pub async fn list(
     if let Some(text) = q.q.as_deref() {
         filter.terms = search_terms(text)?;
     }
+    // Newest first: by creation time for lists, by number for searches,
+    // which the search index can hand out in order (same order, except for
+    // incidents imported with older creation times).
+    let default_field = if filter.terms.is_empty() {
+        IncidentSort::CreatedAt
+    } else {
+        IncidentSort::Number
+    };
     let sort = Sort::parse(
         q.sort.as_deref(),
         Sort {
-            field: IncidentSort::CreatedAt,
+            field: default_field,
             dir: SortDir::Desc,
         },
     )?;
