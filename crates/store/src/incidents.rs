@@ -433,13 +433,24 @@ async fn visible<C: ConnectionTrait>(
     let m = find_model(db, key)
         .await?
         .ok_or(StoreError::NotFound("incident"))?;
-    if let Reach::Own(user) = reach
+    check_reach(db, &reach, &m).await?;
+    Ok(m)
+}
+
+/// "Not found" unless `reach` covers `m`: requesters see what they raised
+/// and what they watch.
+async fn check_reach<C: ConnectionTrait>(
+    db: &C,
+    reach: &Reach,
+    m: &incident::Model,
+) -> Result<(), StoreError> {
+    if let Reach::Own(user) = *reach
         && m.requester_id != user.0
         && !is_watcher(db, m.id, user).await?
     {
         return Err(StoreError::NotFound("incident"));
     }
-    Ok(m)
+    Ok(())
 }
 
 async fn is_watcher<C: ConnectionTrait>(
@@ -848,13 +859,7 @@ impl Store {
             .models
             .first()
             .ok_or(StoreError::NotFound("incident"))?;
-        // The same rule as `visible`.
-        if let Reach::Own(user) = reach
-            && m.requester_id != user.0
-            && !is_watcher(self.conn(), m.id, user).await?
-        {
-            return Err(StoreError::NotFound("incident"));
-        }
+        check_reach(self.conn(), &reach, m).await?;
         self.views_of(actor, loaded)
             .await?
             .pop()
