@@ -17,7 +17,7 @@ use keel_incident::{
 use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, JoinType, Query, SimpleExpr};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction,
-    EntityTrait, FromQueryResult, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
+    EntityTrait, FromQueryResult, IdenStatic, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
     TransactionTrait, Value,
 };
 use uuid::Uuid;
@@ -1066,13 +1066,15 @@ impl Store {
             )
             .await?;
         }
-        sla::sync_incident(&txn, m.id, SyncEvent::Changed, t).await?;
+        // The incident as saved, read once for the SLA, the notices and the
+        // search row.
+        let fresh = incident::Entity::find_by_id(m.id)
+            .one(&txn)
+            .await?
+            .ok_or(StoreError::NotFound("incident"))?;
+        sla::sync_loaded(&txn, &fresh, SyncEvent::Changed, t).await?;
         webhooks::emit_incident(&txn, "incident.updated", m.id, None, t).await?;
         if assignment_changed {
-            let fresh = incident::Entity::find_by_id(m.id)
-                .one(&txn)
-                .await?
-                .ok_or(StoreError::NotFound("incident"))?;
             let actor_name = notify::display_name(&txn, Some(actor.user_id)).await?;
             let ctx = notify::incident_context(&fresh, actor_name.as_deref());
             let workers = Audience::of(&fresh).workers(&txn).await?;
@@ -1091,10 +1093,6 @@ impl Store {
             .await?;
         }
         if reindex {
-            let fresh = incident::Entity::find_by_id(m.id)
-                .one(&txn)
-                .await?
-                .ok_or(StoreError::NotFound("incident"))?;
             search::reindex(&txn, &fresh).await?;
         }
         txn.commit().await?;
@@ -1363,13 +1361,7 @@ impl Store {
         // value statistics and needs no hint either.
         let open_work = filter.states.len() > 1 && filter.states.iter().all(|s| s.is_open());
         let sort_key: SimpleExpr = if open_work && self.backend() == DatabaseBackend::Sqlite {
-            let name = match sort.field {
-                IncidentSort::CreatedAt => "created_at",
-                IncidentSort::UpdatedAt => "updated_at",
-                IncidentSort::Priority => "priority",
-                IncidentSort::Number => "number",
-            };
-            Expr::cust(format!("+\"incidents\".\"{name}\""))
+            Expr::cust(format!("+\"incidents\".\"{}\"", col.as_str()))
         } else {
             Expr::col((incident::Entity, col))
         };
