@@ -15,8 +15,11 @@ async fn two_nodes_on_one_database_send_each_email_webhook_and_breach_once() {
     };
     let sink = SmtpSink::start().await;
     let receiver = HookReceiver::start(0).await;
+    // The policy and the subscription are made on one node and used at once
+    // on the other, so this test turns the configuration cache off (its
+    // cross-node delay has a test of its own in `webhooks`).
     let workers = format!(
-        "[smtp]\nurl = \"{}\"\nfrom = \"Keel <desk@keel.test>\"\npoll_interval_secs = 1\nretry_base_secs = 1\n\
+        "database_config_cache_secs = 0\n[smtp]\nurl = \"{}\"\nfrom = \"Keel <desk@keel.test>\"\npoll_interval_secs = 1\nretry_base_secs = 1\n\
          [webhooks]\nallow_internal_targets = true\npoll_interval_secs = 1\nretry_base_secs = 1\n\
          [sla]\nscan_interval_secs = 1\n",
         sink.url()
@@ -113,5 +116,67 @@ async fn two_nodes_on_one_database_send_each_email_webhook_and_breach_once() {
         assert_eq!(count("sla_breached"), 1, "{n}");
         assert_eq!(count("sla_warning"), 1, "{n}");
     }
+    drop((node_a, node_b));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn another_node_sees_a_webhook_change_within_the_config_cache_time() {
+    let Some(db) = SharedDatabase::postgres().await else {
+        return;
+    };
+    let receiver = HookReceiver::start(0).await;
+    let config = "database_config_cache_secs = 1\n\
+                  [webhooks]\nallow_internal_targets = true\npoll_interval_secs = 1\nretry_base_secs = 1\n";
+    let node_a = KeelProcess::start(&db.url, config).await;
+    let node_b = KeelProcess::start(&db.url, config).await;
+    let a = TestApp::attach(Db::Postgres, node_a.port, &db.url);
+    let b = TestApp::attach(Db::Postgres, node_b.port, &db.url);
+    let admin = a.admin_token().await;
+    let requester = a.person(&admin, "req1", "requester").await;
+    // Node b reads the (empty) subscriptions and keeps them.
+    b.simple_incident(&requester.token, "Before anyone subscribed")
+        .await;
+
+    let hook = expect_json(
+        a.post("/api/v1/webhooks", &admin)
+            .json(&json!({"url": receiver.url(), "events": ["incident.created"]}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::CREATED,
+    )
+    .await;
+    // The node that made the change applies it at once.
+    let on_a = a.simple_incident(&requester.token, "Raised on a").await;
+    // The other node within its cache time.
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    let on_b = b.simple_incident(&requester.token, "Raised on b").await;
+    let got = receiver.wait_for("both incidents", |r| r.len() >= 2).await;
+    let numbers: HashSet<String> = got
+        .iter()
+        .map(|r| r.json()["data"]["number"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(numbers.contains(s(&on_a, "number")), "{numbers:?}");
+    assert!(numbers.contains(s(&on_b, "number")), "{numbers:?}");
+
+    // A subscription deleted on a, while b may still hold it: b's writes go on
+    // and deliver nothing to it.
+    let gone = a
+        .delete(&format!("/api/v1/webhooks/{}", s(&hook, "id")), &admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), StatusCode::NO_CONTENT);
+    let before = receiver.received().len();
+    for i in 0..3 {
+        b.simple_incident(&requester.token, &format!("After the delete {i}"))
+            .await;
+    }
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    assert_eq!(
+        receiver.received().len(),
+        before,
+        "nothing for a deleted subscription"
+    );
     drop((node_a, node_b));
 }

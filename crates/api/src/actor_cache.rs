@@ -105,6 +105,7 @@ mod tests {
         Actor {
             user_id: UserId(uuid::Uuid::nil()),
             username: "alice".into(),
+            display_name: "Alice".into(),
             roles: vec![Role::Agent],
             credential: Credential::Session,
         }

@@ -13,6 +13,7 @@ use keel_auth::AuthError;
 use keel_auth::tokens::{is_api_token, sha256_hex};
 use keel_core::actor::Credential;
 use keel_core::{Actor, Permission, SessionId, UserId};
+use keel_store::directory::AuthUser;
 
 use crate::error::ApiError;
 use crate::state::AppState;
@@ -74,11 +75,12 @@ pub async fn authenticate(state: &AppState, bearer: Option<String>) -> Result<Ac
                 .find_api_token(&key)
                 .await?
                 .ok_or(AuthError::InvalidToken)?;
-            let (username, roles) = active_user(state, t.user_id).await?;
+            let u = active_user(state, t.user_id).await?;
             let actor = Actor {
                 user_id: t.user_id,
-                username,
-                roles,
+                username: u.username,
+                display_name: u.display_name,
+                roles: u.roles,
                 credential: Credential::ApiToken(t.scopes),
             };
             (
@@ -95,11 +97,12 @@ pub async fn authenticate(state: &AppState, bearer: Option<String>) -> Result<Ac
             {
                 return Err(AuthError::InvalidToken.into());
             }
-            let (username, roles) = active_user(state, user_id).await?;
+            let u = active_user(state, user_id).await?;
             let actor = Actor {
                 user_id,
-                username,
-                roles,
+                username: u.username,
+                display_name: u.display_name,
+                roles: u.roles,
                 credential: Credential::Session,
             };
             let exp = chrono::DateTime::from_timestamp(claims.exp, 0).unwrap_or(now);
@@ -132,12 +135,9 @@ fn changes_credentials(req: &ServiceRequest) -> bool {
 }
 
 /// The name and roles of an active user; anyone else's credential is invalid.
-async fn active_user(
-    state: &AppState,
-    id: UserId,
-) -> Result<(String, Vec<keel_core::Role>), ApiError> {
+async fn active_user(state: &AppState, id: UserId) -> Result<AuthUser, ApiError> {
     match state.store.user_for_auth(id).await? {
-        Some((username, true, roles)) => Ok((username, roles)),
+        Some(u) if u.active => Ok(u),
         _ => Err(AuthError::InvalidToken.into()),
     }
 }

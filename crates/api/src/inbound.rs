@@ -207,6 +207,7 @@ pub async fn ingest(
     let actor = Actor {
         user_id: user.id,
         username: user.username,
+        display_name: user.display_name,
         roles: user.roles,
         credential: Credential::Session,
     };

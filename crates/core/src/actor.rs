@@ -214,6 +214,8 @@ pub enum Credential {
 pub struct Actor {
     pub user_id: UserId,
     pub username: String,
+    /// The name people see in messages ("who did it").
+    pub display_name: String,
     pub roles: Vec<Role>,
     pub credential: Credential,
 }
@@ -245,6 +247,7 @@ mod tests {
         Actor {
             user_id: UserId::new(),
             username: "u".into(),
+            display_name: "U".into(),
             roles: roles.to_vec(),
             credential,
         }

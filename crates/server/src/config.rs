@@ -46,6 +46,11 @@ pub struct Config {
     pub database_url: String,
     /// Pool size (`KEEL_DATABASE_MAX_CONNECTIONS`).
     pub database_max_connections: u32,
+    /// How long a node keeps SLA policies, calendars and webhook
+    /// subscriptions, in seconds (`KEEL_DATABASE_CONFIG_CACHE_SECS`, default
+    /// 2, at most 60; 0 reads them on every write). Changes through this node
+    /// apply at once; other nodes see them within this time.
+    pub database_config_cache_secs: u64,
     /// Where attachments live (`KEEL_DATA_DIR`).
     pub data_dir: PathBuf,
     /// `text` or `json` (`KEEL_LOG_FORMAT`).
@@ -218,6 +223,7 @@ impl Default for Config {
             listen: "127.0.0.1:8080".into(),
             database_url: "sqlite://keel.db?mode=rwc".into(),
             database_max_connections: 10,
+            database_config_cache_secs: 2,
             data_dir: PathBuf::from("data"),
             log_format: LogFormat::Text,
             log: "info".into(),
@@ -337,6 +343,9 @@ impl Config {
         if let Some(v) = parse_env("KEEL_DATABASE_MAX_CONNECTIONS")? {
             self.database_max_connections = v;
         }
+        if let Some(v) = parse_env("KEEL_DATABASE_CONFIG_CACHE_SECS")? {
+            self.database_config_cache_secs = v;
+        }
         if let Some(v) = env_var("KEEL_DATA_DIR") {
             self.data_dir = v.into();
         }
@@ -406,6 +415,12 @@ impl Config {
         {
             return Err(ConfigError::Invalid(
                 "auth.jwt_secret must be at least 32 bytes".into(),
+            ));
+        }
+        if self.database_config_cache_secs > 60 {
+            return Err(ConfigError::Invalid(
+                "database_config_cache_secs must be at most 60, so configuration changes reach every node soon"
+                    .into(),
             ));
         }
         if self.auth.actor_cache_secs > 60 {

@@ -43,7 +43,9 @@ pub fn openapi_json() -> String {
 
 /// Connects to the database and applies pending migrations.
 pub async fn open_store(config: &Config) -> Result<Store, StartError> {
-    let store = Store::connect(&config.database_url, config.database_max_connections).await?;
+    let store = Store::connect(&config.database_url, config.database_max_connections)
+        .await?
+        .with_config_cache(Duration::from_secs(config.database_config_cache_secs));
     store.migrate().await?;
     Ok(store)
 }

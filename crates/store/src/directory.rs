@@ -32,6 +32,15 @@ pub struct GroupRef {
     pub name: String,
 }
 
+/// What authentication needs to know of a user.
+#[derive(Debug, Clone)]
+pub struct AuthUser {
+    pub username: String,
+    pub display_name: String,
+    pub active: bool,
+    pub roles: Vec<Role>,
+}
+
 /// A user with roles and group memberships.
 #[derive(Debug, Clone)]
 pub struct UserView {
@@ -297,12 +306,9 @@ impl Store {
             .ok_or(StoreError::NotFound("user"))
     }
 
-    /// What authentication needs of a user: name, active flag and roles
+    /// What authentication needs of a user: names, active flag and roles
     /// (two small queries, not the full view).
-    pub async fn user_for_auth(
-        &self,
-        id: UserId,
-    ) -> Result<Option<(String, bool, Vec<Role>)>, StoreError> {
+    pub async fn user_for_auth(&self, id: UserId) -> Result<Option<AuthUser>, StoreError> {
         let Some(m) = user::Entity::find_by_id(id.0).one(self.conn()).await? else {
             return Ok(None);
         };
@@ -310,7 +316,12 @@ impl Store {
             .await?
             .remove(&m.id)
             .unwrap_or_default();
-        Ok(Some((m.username, m.active, roles)))
+        Ok(Some(AuthUser {
+            username: m.username,
+            display_name: m.display_name,
+            active: m.active,
+            roles,
+        }))
     }
 
     /// Finds a user by id (a UUID) or username.

@@ -23,6 +23,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::audit::{self, Entry};
+use crate::cache::WriteConfig;
 use crate::directory::{GroupRef, Page, UserRef, is_member_in, page_next, user_ref, user_refs};
 use crate::entities::{attachment, audit_event, comment, incident, link, watcher};
 use crate::notify::{self, Audience, Event};
@@ -735,118 +736,132 @@ impl Store {
         // a gap in the numbers, as a PostgreSQL sequence would. SQLite has one
         // writer at a time anyway, and there the extra commit would cost an
         // extra fsync.
+        let cfg = self.write_config().await?;
+        // Who hears of it is read before the transaction, on a read
+        // connection, so the writer is held for the writes only. The
+        // requester hears of their own incident too: it is the
+        // acknowledgement.
+        let audience = Audience {
+            assignee: assignment.assignee,
+            group: assignment.group,
+        };
+        let requesters = [requester.0];
+        let (acknowledged, workers) = tokio::try_join!(
+            notify::resolve(self.conn(), Event::IncidentCreated, None, &requesters, None),
+            audience.resolve(self.conn(), Event::IncidentAssigned, Some(actor.user_id)),
+        )?;
         let early = match self.backend() {
             DatabaseBackend::Postgres => Some(next_number(self.writer()).await?),
             _ => None,
         };
-        let txn = self.writer().begin().await?;
-        let number = match early {
-            Some(n) => n,
-            None => next_number(&txn).await?,
-        };
         let id = IncidentId::new();
-        let model = incident::Model {
-            id: id.0,
-            number,
-            title: new.title.into_string(),
-            description: new.description.into_string(),
-            impact: i32::from(new.impact.get()),
-            urgency: i32::from(new.urgency.get()),
-            priority: i32::from(priority.get()),
-            priority_overridden: new.priority.is_some(),
-            category: new.category,
-            major: new.major,
-            state: State::New.as_str().to_owned(),
-            hold_reason: None,
-            resolution_code: None,
-            resolution_notes: None,
-            requester_id: requester.0,
-            assignment_group_id: assignment.group,
-            assignee_id: assignment.assignee,
-            reassignment_count: 0,
-            created_by: actor.user_id.0,
-            version: 1,
-            created_at: t,
-            updated_at: t,
-            first_response_at: None,
-            resolved_at: None,
-            closed_at: None,
-            cancelled_at: None,
-        };
-        let am: incident::ActiveModel = model.clone().into();
-        incident::Entity::insert(am)
-            .exec_without_returning(&txn)
-            .await?;
-        let entry = |action, field, old, new| {
-            Entry::new(KIND, id.0, Some(actor.user_id), action, t)
-                .field(field)
-                .change(old, new)
-        };
-        audit::write(
-            &txn,
-            entry(
-                "created",
-                None,
-                None,
-                Some(RecordNumber::new(KIND, number).to_string()),
-            ),
-        )
+        let actor_id = actor.user_id;
+        let actor_name = actor.display_name.clone();
+        self.write(move |txn| {
+            Box::pin(async move {
+                let number = match early {
+                    Some(n) => n,
+                    None => next_number(txn).await?,
+                };
+                let model = incident::Model {
+                    id: id.0,
+                    number,
+                    title: new.title.into_string(),
+                    description: new.description.into_string(),
+                    impact: i32::from(new.impact.get()),
+                    urgency: i32::from(new.urgency.get()),
+                    priority: i32::from(priority.get()),
+                    priority_overridden: new.priority.is_some(),
+                    category: new.category,
+                    major: new.major,
+                    state: State::New.as_str().to_owned(),
+                    hold_reason: None,
+                    resolution_code: None,
+                    resolution_notes: None,
+                    requester_id: requester.0,
+                    assignment_group_id: assignment.group,
+                    assignee_id: assignment.assignee,
+                    reassignment_count: 0,
+                    created_by: actor_id.0,
+                    version: 1,
+                    created_at: t,
+                    updated_at: t,
+                    first_response_at: None,
+                    resolved_at: None,
+                    closed_at: None,
+                    cancelled_at: None,
+                };
+                let am: incident::ActiveModel = model.clone().into();
+                incident::Entity::insert(am)
+                    .exec_without_returning(txn)
+                    .await?;
+                let entry = |action, field, old, new| {
+                    Entry::new(KIND, id.0, Some(actor_id), action, t)
+                        .field(field)
+                        .change(old, new)
+                };
+                audit::write(
+                    txn,
+                    entry(
+                        "created",
+                        None,
+                        None,
+                        Some(RecordNumber::new(KIND, number).to_string()),
+                    ),
+                )
+                .await?;
+                if new.priority.is_some() {
+                    audit::write(
+                        txn,
+                        entry(
+                            "priority_overridden",
+                            Some("priority"),
+                            Some(computed.get().to_string()),
+                            Some(priority.get().to_string()),
+                        ),
+                    )
+                    .await?;
+                }
+                search::insert_rows(
+                    txn,
+                    vec![search::SearchRow::new(
+                        number,
+                        &model.title,
+                        &model.description,
+                        [],
+                    )],
+                )
+                .await?;
+                sla::sync_loaded(txn, &cfg.sla, &model, SyncEvent::Created, t).await?;
+                webhooks::emit_loaded(txn, &cfg.hooks, "incident.created", &model, None, t).await?;
+                let ctx = notify::incident_context(&model, Some(&actor_name));
+                let mut outbox = notify::rows(
+                    notify::Notice {
+                        event: Event::IncidentCreated,
+                        record_type: KIND.as_str(),
+                        record_id: id.0,
+                        actor: None,
+                        context: ctx.clone(),
+                        at: t,
+                    },
+                    &acknowledged,
+                );
+                outbox.extend(notify::rows(
+                    notify::Notice {
+                        event: Event::IncidentAssigned,
+                        record_type: KIND.as_str(),
+                        record_id: id.0,
+                        actor: Some(actor_id),
+                        context: ctx,
+                        at: t,
+                    },
+                    &workers,
+                ));
+                notify::insert(txn, outbox).await?;
+                Ok(())
+            })
+        })
         .await?;
-        if new.priority.is_some() {
-            audit::write(
-                &txn,
-                entry(
-                    "priority_overridden",
-                    Some("priority"),
-                    Some(computed.get().to_string()),
-                    Some(priority.get().to_string()),
-                ),
-            )
-            .await?;
-        }
-        search::insert_rows(
-            &txn,
-            vec![search::SearchRow::new(
-                number,
-                &model.title,
-                &model.description,
-                [],
-            )],
-        )
-        .await?;
-        sla::sync_loaded(&txn, &model, SyncEvent::Changed, t).await?;
-        webhooks::emit_incident(&txn, "incident.created", id.0, None, t).await?;
-        let actor_name = notify::display_name(&txn, Some(actor.user_id)).await?;
-        let ctx = notify::incident_context(&model, actor_name.as_deref());
-        // The requester hears of their own incident too: it is the acknowledgement.
-        notify::enqueue(
-            &txn,
-            notify::Notice {
-                event: Event::IncidentCreated,
-                record_type: KIND.as_str(),
-                record_id: id.0,
-                actor: None,
-                context: ctx.clone(),
-                at: t,
-            },
-            [model.requester_id],
-        )
-        .await?;
-        let workers = Audience::of(&model).workers(&txn).await?;
-        notify::enqueue(
-            &txn,
-            notify::Notice {
-                event: Event::IncidentAssigned,
-                record_type: KIND.as_str(),
-                record_id: id.0,
-                actor: Some(actor.user_id),
-                context: ctx,
-                at: t,
-            },
-            workers,
-        )
-        .await?;
-        txn.commit().await?;
         self.view(actor, id.0).await
     }
 
@@ -1055,47 +1070,51 @@ impl Store {
         }
         am.version = Set(m.version + 1);
         am.updated_at = Set(t);
-        let txn = self.writer().begin().await?;
-        save(&txn, am, m.id, m.version).await?;
-        for (action, field, old, new) in changes {
-            audit::write(
-                &txn,
-                Entry::new(KIND, m.id, Some(actor.user_id), action, t)
-                    .field(field)
-                    .change(old, new),
-            )
-            .await?;
-        }
-        // The incident as saved, read once for the SLA, the notices and the
-        // search row.
-        let fresh = incident::Entity::find_by_id(m.id)
-            .one(&txn)
-            .await?
-            .ok_or(StoreError::NotFound("incident"))?;
-        sla::sync_loaded(&txn, &fresh, SyncEvent::Changed, t).await?;
-        webhooks::emit_incident(&txn, "incident.updated", m.id, None, t).await?;
-        if assignment_changed {
-            let actor_name = notify::display_name(&txn, Some(actor.user_id)).await?;
-            let ctx = notify::incident_context(&fresh, actor_name.as_deref());
-            let workers = Audience::of(&fresh).workers(&txn).await?;
-            notify::enqueue(
-                &txn,
-                notify::Notice {
-                    event: Event::IncidentAssigned,
-                    record_type: KIND.as_str(),
-                    record_id: m.id,
-                    actor: Some(actor.user_id),
-                    context: ctx,
-                    at: t,
-                },
-                workers,
-            )
-            .await?;
-        }
-        if reindex {
-            search::reindex(&txn, &fresh).await?;
-        }
-        txn.commit().await?;
+        let cfg = self.write_config().await?;
+        let actor_id = actor.user_id;
+        let actor_name = actor.display_name.clone();
+        self.write(move |txn| {
+            Box::pin(async move {
+                save(txn, am, m.id, m.version).await?;
+                for (action, field, old, new) in changes {
+                    audit::write(
+                        txn,
+                        Entry::new(KIND, m.id, Some(actor_id), action, t)
+                            .field(field)
+                            .change(old, new),
+                    )
+                    .await?;
+                }
+                // The incident as saved, read once for the SLA, the notices and the
+                // search row.
+                let fresh = incident::Entity::find_by_id(m.id)
+                    .one(txn)
+                    .await?
+                    .ok_or(StoreError::NotFound("incident"))?;
+                sla::sync_loaded(txn, &cfg.sla, &fresh, SyncEvent::Changed, t).await?;
+                webhooks::emit_loaded(txn, &cfg.hooks, "incident.updated", &fresh, None, t).await?;
+                if assignment_changed {
+                    let ctx = notify::incident_context(&fresh, Some(&actor_name));
+                    let to = Audience::of(&fresh)
+                        .resolve(txn, Event::IncidentAssigned, Some(actor_id))
+                        .await?;
+                    let notice = notify::Notice {
+                        event: Event::IncidentAssigned,
+                        record_type: KIND.as_str(),
+                        record_id: m.id,
+                        actor: Some(actor_id),
+                        context: ctx,
+                        at: t,
+                    };
+                    notify::insert(txn, notify::rows(notice, &to)).await?;
+                }
+                if reindex {
+                    search::reindex(txn, &fresh).await?;
+                }
+                Ok(())
+            })
+        })
+        .await?;
         self.view(actor, m.id).await
     }
 
@@ -1162,64 +1181,20 @@ impl Store {
             assign_to = Some(actor.user_id.0);
         }
         let t = now();
-        let txn = self.writer().begin().await?;
-        apply_effects(&txn, Some(actor.user_id), &m, &effects, assign_to, t).await?;
-        if effects.resolve_children {
-            self.resolve_descendants(&txn, actor, &m, &effects, t)
-                .await?;
-        }
-        txn.commit().await?;
-        self.view(actor, m.id).await
-    }
-
-    async fn resolve_descendants(
-        &self,
-        txn: &DatabaseTransaction,
-        actor: &Actor,
-        parent: &incident::Model,
-        effects: &keel_incident::Effects,
-        t: Timestamp,
-    ) -> Result<(), StoreError> {
-        let Some((code, notes)) = effects.resolution.clone() else {
-            return Ok(());
-        };
-        let mut seen: HashSet<Uuid> = HashSet::from([parent.id]);
-        let mut queue: VecDeque<incident::Model> = VecDeque::from([parent.clone()]);
-        while let Some(p) = queue.pop_front() {
-            let child_ids: Vec<Uuid> = link::Entity::find()
-                .filter(link::Column::Kind.eq("child_of"))
-                .filter(link::Column::TargetType.eq(KIND.as_str()))
-                .filter(link::Column::TargetId.eq(p.id))
-                .all(txn)
-                .await?
-                .into_iter()
-                .map(|l| l.source_id)
-                .filter(|id| seen.insert(*id))
-                .collect();
-            let children = incident::Entity::find()
-                .filter(incident::Column::Id.is_in(child_ids))
-                .all(txn)
-                .await?;
-            for child in children {
-                let input = TransitionInput {
-                    relation: ActorRelation::Agent,
-                    has_assignee: child.assignee_id.is_some(),
-                    hold_reason: None,
-                    resolution_code: Some(code),
-                    resolution_notes: Some(format!(
-                        "Resolved with parent {}: {notes}",
-                        RecordNumber::new(KIND, p.number)
-                    )),
-                };
-                if let Ok(e) =
-                    keel_incident::apply(parse_state(&child.state), Action::Resolve, &input)
-                {
-                    apply_effects(txn, Some(actor.user_id), &child, &e, None, t).await?;
+        let cfg = self.write_config().await?;
+        let actor_id = actor.user_id;
+        let id = m.id;
+        self.write(move |txn| {
+            Box::pin(async move {
+                apply_effects(txn, &cfg, Some(actor_id), &m, &effects, assign_to, t).await?;
+                if effects.resolve_children {
+                    resolve_descendants(txn, &cfg, actor_id, &m, &effects, t).await?;
                 }
-                queue.push_back(child);
-            }
-        }
-        Ok(())
+                Ok(())
+            })
+        })
+        .await?;
+        self.view(actor, id).await
     }
 
     /// Incidents the caller may read, filtered, sorted and paged.
@@ -1421,99 +1396,112 @@ impl Store {
         keel_incident::ensure_editable(parse_state(&m.state))?;
         let t = now();
         let id = CommentId::new();
-        let txn = self.writer().begin().await?;
-        comment::Entity::insert(comment::ActiveModel {
-            id: Set(id.0),
-            record_type: Set(KIND.as_str().to_owned()),
-            record_id: Set(m.id),
-            author_id: Set(actor.user_id.0),
-            body: Set(body.as_str().to_owned()),
-            visibility: Set(visibility.as_str().to_owned()),
-            created_at: Set(t),
-        })
-        .exec_without_returning(&txn)
-        .await?;
         let internal = visibility == Visibility::Internal;
-        audit::write(
-            &txn,
-            Entry::new(
-                KIND,
-                m.id,
-                Some(actor.user_id),
-                if internal {
-                    "work_note_added"
-                } else {
-                    "comment_added"
-                },
-                t,
-            )
-            .change(None, Some(id.to_string()))
-            .internal(internal),
-        )
-        .await?;
         let resume = (!agent && !internal && relation(actor, &m) == ActorRelation::Requester)
             .then(|| {
                 let hold = m.hold_reason.as_deref().and_then(|h| h.parse().ok());
                 keel_incident::requester_reply(parse_state(&m.state), hold)
             })
             .flatten();
-        match resume {
-            Some(effects) => {
-                match apply_effects(&txn, Some(actor.user_id), &m, &effects, None, t).await {
-                    // Someone changed the incident meanwhile: keep the comment, skip the resume.
-                    Err(StoreError::VersionMismatch { .. }) => touch(&txn, m.id, t, false).await?,
-                    other => other?,
+        let cfg = self.write_config().await?;
+        let actor_id = actor.user_id;
+        let actor_name = actor.display_name.clone();
+        let text = body.into_string();
+        let saved = text.clone();
+        self.write(move |txn| {
+            Box::pin(async move {
+                comment::Entity::insert(comment::ActiveModel {
+                    id: Set(id.0),
+                    record_type: Set(KIND.as_str().to_owned()),
+                    record_id: Set(m.id),
+                    author_id: Set(actor_id.0),
+                    body: Set(text.as_str().to_owned()),
+                    visibility: Set(visibility.as_str().to_owned()),
+                    created_at: Set(t),
+                })
+                .exec_without_returning(txn)
+                .await?;
+                audit::write(
+                    txn,
+                    Entry::new(
+                        KIND,
+                        m.id,
+                        Some(actor_id),
+                        if internal {
+                            "work_note_added"
+                        } else {
+                            "comment_added"
+                        },
+                        t,
+                    )
+                    .change(None, Some(id.to_string()))
+                    .internal(internal),
+                )
+                .await?;
+                match resume {
+                    Some(effects) => {
+                        match apply_effects(txn, &cfg, Some(actor_id), &m, &effects, None, t).await
+                        {
+                            // Someone changed the incident meanwhile: keep the comment, skip the resume.
+                            Err(StoreError::VersionMismatch { .. }) => {
+                                touch(txn, m.id, t, false).await?
+                            }
+                            other => other?,
+                        }
+                    }
+                    None => {
+                        touch(txn, m.id, t, agent && !internal).await?;
+                        if agent && !internal {
+                            sla::sync_incident(txn, &cfg.sla, m.id, SyncEvent::AgentUpdate, t)
+                                .await?;
+                        }
+                    }
                 }
-            }
-            None => {
-                touch(&txn, m.id, t, agent && !internal).await?;
-                if agent && !internal {
-                    sla::sync_incident(&txn, m.id, SyncEvent::AgentUpdate, t).await?;
+                search::append_comment(txn, m.number, text.as_str(), internal).await?;
+                if !internal {
+                    let comment =
+                        serde_json::json!({"id": id, "author_id": actor_id, "body": text.as_str()});
+                    webhooks::emit_incident(
+                        txn,
+                        &cfg.hooks,
+                        "incident.commented",
+                        m.id,
+                        Some(("comment", comment)),
+                        t,
+                    )
+                    .await?;
+                    // The other side of the conversation hears of it, and so do watchers.
+                    let mut audience = if agent {
+                        vec![m.requester_id]
+                    } else {
+                        Audience::of(&m).workers(txn).await?
+                    };
+                    audience.extend(notify::watchers_of(txn, KIND.as_str(), m.id).await?);
+                    let mut ctx = notify::incident_context(&m, Some(&actor_name));
+                    ctx.insert("comment".into(), text.as_str().into());
+                    notify::enqueue(
+                        txn,
+                        notify::Notice {
+                            event: Event::IncidentCommented,
+                            record_type: KIND.as_str(),
+                            record_id: m.id,
+                            actor: Some(actor_id),
+                            context: ctx,
+                            at: t,
+                        },
+                        audience,
+                    )
+                    .await?;
                 }
-            }
-        }
-        search::append_comment(&txn, m.number, body.as_str(), internal).await?;
-        if !internal {
-            let comment =
-                serde_json::json!({"id": id, "author_id": actor.user_id, "body": body.as_str()});
-            webhooks::emit_incident(
-                &txn,
-                "incident.commented",
-                m.id,
-                Some(("comment", comment)),
-                t,
-            )
-            .await?;
-            // The other side of the conversation hears of it, and so do watchers.
-            let mut audience = if agent {
-                vec![m.requester_id]
-            } else {
-                Audience::of(&m).workers(&txn).await?
-            };
-            audience.extend(notify::watchers_of(&txn, KIND.as_str(), m.id).await?);
-            let actor_name = notify::display_name(&txn, Some(actor.user_id)).await?;
-            let mut ctx = notify::incident_context(&m, actor_name.as_deref());
-            ctx.insert("comment".into(), body.as_str().into());
-            notify::enqueue(
-                &txn,
-                notify::Notice {
-                    event: Event::IncidentCommented,
-                    record_type: KIND.as_str(),
-                    record_id: m.id,
-                    actor: Some(actor.user_id),
-                    context: ctx,
-                    at: t,
-                },
-                audience,
-            )
-            .await?;
-        }
-        txn.commit().await?;
+                Ok(())
+            })
+        })
+        .await?;
         let users = user_refs(self.conn(), &[actor.user_id.0]).await?;
         Ok(CommentView {
             id,
             author: user_ref(&users, actor.user_id.0),
-            body: body.into_string(),
+            body: saved,
             visibility,
             created_at: t,
         })
@@ -1994,13 +1982,17 @@ impl Store {
             .all(self.conn())
             .await?;
         let mut closed = 0;
+        if due.is_empty() {
+            return Ok(0);
+        }
+        let cfg = self.write_config().await?;
         for m in due {
             let input = TransitionInput::new(ActorRelation::Agent);
             let Ok(effects) = keel_incident::apply(State::Resolved, Action::Close, &input) else {
                 continue;
             };
             let txn = self.writer().begin().await?;
-            match apply_effects(&txn, None, &m, &effects, None, now()).await {
+            match apply_effects(&txn, &cfg, None, &m, &effects, None, now()).await {
                 Ok(()) => {
                     txn.commit().await?;
                     closed += 1;
@@ -2116,9 +2108,61 @@ fn incident_ref(m: &incident::Model) -> IncidentRef {
     }
 }
 
+/// Resolves the open descendants of `parent` (children, theirs, and so on)
+/// in the parent's transaction.
+async fn resolve_descendants(
+    txn: &DatabaseTransaction,
+    cfg: &WriteConfig,
+    actor: UserId,
+    parent: &incident::Model,
+    effects: &keel_incident::Effects,
+    t: Timestamp,
+) -> Result<(), StoreError> {
+    let Some((code, notes)) = effects.resolution.clone() else {
+        return Ok(());
+    };
+    let mut seen: HashSet<Uuid> = HashSet::from([parent.id]);
+    let mut queue: VecDeque<incident::Model> = VecDeque::from([parent.clone()]);
+    while let Some(p) = queue.pop_front() {
+        let child_ids: Vec<Uuid> = link::Entity::find()
+            .filter(link::Column::Kind.eq("child_of"))
+            .filter(link::Column::TargetType.eq(KIND.as_str()))
+            .filter(link::Column::TargetId.eq(p.id))
+            .all(txn)
+            .await?
+            .into_iter()
+            .map(|l| l.source_id)
+            .filter(|id| seen.insert(*id))
+            .collect();
+        let children = incident::Entity::find()
+            .filter(incident::Column::Id.is_in(child_ids))
+            .all(txn)
+            .await?;
+        for child in children {
+            let input = TransitionInput {
+                relation: ActorRelation::Agent,
+                has_assignee: child.assignee_id.is_some(),
+                hold_reason: None,
+                resolution_code: Some(code),
+                resolution_notes: Some(format!(
+                    "Resolved with parent {}: {notes}",
+                    RecordNumber::new(KIND, p.number)
+                )),
+            };
+            if let Ok(e) = keel_incident::apply(parse_state(&child.state), Action::Resolve, &input)
+            {
+                apply_effects(txn, cfg, Some(actor), &child, &e, None, t).await?;
+            }
+            queue.push_back(child);
+        }
+    }
+    Ok(())
+}
+
 /// Persists one transition's effects and its history entries.
 async fn apply_effects(
     txn: &DatabaseTransaction,
+    cfg: &WriteConfig,
     actor: Option<UserId>,
     m: &incident::Model,
     e: &keel_incident::Effects,
@@ -2157,9 +2201,10 @@ async fn apply_effects(
         am.assignee_id = Set(Some(a));
     }
     save(txn, am, m.id, m.version).await?;
-    sla::sync_incident(txn, m.id, SyncEvent::Changed, t).await?;
+    sla::sync_incident(txn, &cfg.sla, m.id, SyncEvent::Changed, t).await?;
     webhooks::emit_incident(
         txn,
+        &cfg.hooks,
         "incident.transitioned",
         m.id,
         Some(("previous_state", m.state.clone().into())),

@@ -4,6 +4,8 @@
 //! history. Nothing outside this crate (and `migrations`) knows SQL.
 
 mod audit;
+mod batch;
+mod cache;
 pub mod directory;
 pub mod entities;
 mod error;
@@ -19,6 +21,7 @@ pub mod webhooks;
 
 pub use error::StoreError;
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use keel_migrations::{Migrator, MigratorTrait};
@@ -37,7 +40,13 @@ use sea_orm::{ConnectOptions, Database, DatabaseBackend, DatabaseConnection};
 pub struct Store {
     db: DatabaseConnection,
     writer: DatabaseConnection,
+    cache: Arc<cache::ConfigCache>,
+    /// Group commit for SQLite's writer; `None` on PostgreSQL.
+    batcher: Option<batch::Batcher>,
 }
+
+/// How long a node keeps SLA and webhook configuration unless told otherwise.
+pub const DEFAULT_CONFIG_CACHE: Duration = Duration::from_secs(2);
 
 /// How many connections the pool holds and how many are idle.
 #[derive(Debug, Clone, Copy)]
@@ -70,7 +79,10 @@ impl Store {
                         .journal_mode(sea_orm::sqlx::sqlite::SqliteJournalMode::Wal)
                         .synchronous(sea_orm::sqlx::sqlite::SqliteSynchronous::Full)
                         .busy_timeout(Duration::from_secs(10))
-                        .foreign_keys(true);
+                        .foreign_keys(true)
+                        // Savepoints (one per write in a group commit) keep
+                        // their undo pages in a temporary file; in memory.
+                        .pragma("temp_store", "MEMORY");
                     if query_only {
                         o.pragma("query_only", "ON")
                     } else {
@@ -87,7 +99,12 @@ impl Store {
             let db = Database::connect(options(max_connections, true))
                 .await
                 .map_err(StoreError::from)?;
-            Ok(Store { db, writer })
+            Ok(Store {
+                db,
+                batcher: Some(batch::Batcher::start(writer.clone())?),
+                writer,
+                cache: Arc::new(cache::ConfigCache::new(DEFAULT_CONFIG_CACHE)),
+            })
         } else {
             let db = Database::connect(options(max_connections, false))
                 .await
@@ -95,8 +112,43 @@ impl Store {
             Ok(Store {
                 writer: db.clone(),
                 db,
+                cache: Arc::new(cache::ConfigCache::new(DEFAULT_CONFIG_CACHE)),
+                batcher: None,
             })
         }
+    }
+
+    /// Runs `f` in a write transaction and commits it: on SQLite as part of
+    /// the next group commit ([`batch`]), on PostgreSQL on its own. The
+    /// answer comes after the commit.
+    pub(crate) async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'t> FnOnce(
+                &'t sea_orm::DatabaseTransaction,
+            ) -> batch::TxFuture<'t, Result<T, StoreError>>
+            + Send
+            + 'static,
+    {
+        use sea_orm::TransactionTrait;
+        match &self.batcher {
+            Some(b) => b.write(f).await,
+            None => {
+                let txn = self.writer.begin().await?;
+                let v = f(&txn).await?;
+                txn.commit().await?;
+                Ok(v)
+            }
+        }
+    }
+
+    /// Keeps SLA policies, calendars and webhook subscriptions for `ttl`
+    /// (zero: read them on every write). Changes made through this store
+    /// apply at once; other nodes' changes within `ttl`.
+    #[must_use]
+    pub fn with_config_cache(mut self, ttl: Duration) -> Store {
+        self.cache = Arc::new(cache::ConfigCache::new(ttl));
+        self
     }
 
     /// Applies every pending migration.

@@ -8,7 +8,7 @@ use std::collections::HashSet;
 use chrono::Duration;
 use keel_core::UserId;
 use keel_core::time::{Timestamp, now};
-use sea_orm::sea_query::{Expr, OnConflict};
+use sea_orm::sea_query::{Condition, Expr, OnConflict, Query};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect,
@@ -88,6 +88,21 @@ impl Audience {
         Audience {
             assignee: m.assignee_id,
             group: m.assignment_group_id,
+        }
+    }
+
+    /// [`resolve`]s the assignee, or every member of the group when nobody
+    /// is assigned, for `event` (one query).
+    pub async fn resolve<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        event: Event,
+        actor: Option<UserId>,
+    ) -> Result<Vec<Recipient>, StoreError> {
+        match (self.assignee, self.group) {
+            (Some(a), _) => resolve(db, event, actor, &[a], None).await,
+            (None, Some(g)) => resolve(db, event, actor, &[], Some(g)).await,
+            (None, None) => Ok(Vec::new()),
         }
     }
 
@@ -189,54 +204,98 @@ pub(crate) async fn enqueue<C: ConnectionTrait>(
     notice: Notice<'_>,
     recipients: impl IntoIterator<Item = Uuid>,
 ) -> Result<(), StoreError> {
-    let Notice {
-        event,
-        record_type,
-        record_id,
-        actor,
-        context,
-        at: t,
-    } = notice;
-    let mut seen = HashSet::new();
-    let ids: Vec<Uuid> = recipients
-        .into_iter()
-        .filter(|id| Some(*id) != actor.map(|a| a.0))
-        .filter(|id| seen.insert(*id))
-        .collect();
-    if ids.is_empty() {
-        return Ok(());
+    let people: Vec<Uuid> = recipients.into_iter().collect();
+    let to = resolve(db, notice.event, notice.actor, &people, None).await?;
+    insert(db, rows(notice, &to)).await
+}
+
+/// A user who is to receive a notice, with the address to send it to.
+#[derive(Debug, Clone)]
+pub(crate) struct Recipient {
+    pub id: Uuid,
+    pub email: String,
+}
+
+/// Who of `people`, and of the members of `group` when given, receives
+/// `event`: active users other than `actor` who have not opted out of it,
+/// each once. One query, which may run before the transaction that writes
+/// the rows (a create resolves its audiences on a read connection, so the
+/// writer is held only for the writes).
+pub(crate) async fn resolve<C: ConnectionTrait>(
+    db: &C,
+    event: Event,
+    actor: Option<UserId>,
+    people: &[Uuid],
+    group: Option<Uuid>,
+) -> Result<Vec<Recipient>, StoreError> {
+    if people.is_empty() && group.is_none() {
+        return Ok(Vec::new());
     }
-    let opted_out: HashSet<Uuid> = notification_pref::Entity::find()
-        .filter(notification_pref::Column::UserId.is_in(ids.iter().copied()))
-        .filter(notification_pref::Column::Event.eq(event.as_str()))
-        .filter(notification_pref::Column::Enabled.eq(false))
+    let mut who = Condition::any();
+    if !people.is_empty() {
+        who = who.add(user::Column::Id.is_in(people.iter().copied()));
+    }
+    if let Some(g) = group {
+        who = who.add(
+            user::Column::Id.in_subquery(
+                Query::select()
+                    .column(group_member::Column::UserId)
+                    .from(group_member::Entity)
+                    .and_where(group_member::Column::GroupId.eq(g))
+                    .to_owned(),
+            ),
+        );
+    }
+    let mut q = user::Entity::find()
+        .select_only()
+        .column(user::Column::Id)
+        .column(user::Column::Email)
+        .filter(user::Column::Active.eq(true))
+        .filter(who)
+        .filter(
+            user::Column::Id.not_in_subquery(
+                Query::select()
+                    .column(notification_pref::Column::UserId)
+                    .from(notification_pref::Entity)
+                    .and_where(notification_pref::Column::Event.eq(event.as_str()))
+                    .and_where(notification_pref::Column::Enabled.eq(false))
+                    .to_owned(),
+            ),
+        );
+    if let Some(a) = actor {
+        q = q.filter(user::Column::Id.ne(a.0));
+    }
+    Ok(q.into_tuple::<(Uuid, String)>()
         .all(db)
         .await?
         .into_iter()
-        .map(|p| p.user_id)
-        .collect();
-    let users = user::Entity::find()
-        .filter(user::Column::Id.is_in(ids.iter().copied()))
-        .filter(user::Column::Active.eq(true))
-        .all(db)
-        .await?;
-    let context = Value::Object(context).to_string();
-    let rows: Vec<outbox::ActiveModel> = users
-        .into_iter()
-        .filter(|u| !opted_out.contains(&u.id))
-        .map(|u| {
+        .map(|(id, email)| Recipient { id, email })
+        .collect())
+}
+
+/// The outbox rows telling `notice` to `to`.
+pub(crate) fn rows(notice: Notice<'_>, to: &[Recipient]) -> Vec<outbox::ActiveModel> {
+    let context = Value::Object(notice.context).to_string();
+    to.iter()
+        .map(|r| {
             pending_row(
-                event,
-                record_type,
-                record_id,
-                Some(u.id),
-                u.email,
+                notice.event,
+                notice.record_type,
+                notice.record_id,
+                Some(r.id),
+                r.email.clone(),
                 context.clone(),
-                t,
+                notice.at,
             )
         })
-        .collect();
-    // One statement for the whole audience (a group can be dozens).
+        .collect()
+}
+
+/// Writes outbox rows, however many, in one statement.
+pub(crate) async fn insert<C: ConnectionTrait>(
+    db: &C,
+    rows: Vec<outbox::ActiveModel>,
+) -> Result<(), StoreError> {
     if !rows.is_empty() {
         outbox::Entity::insert_many(rows)
             .exec_without_returning(db)

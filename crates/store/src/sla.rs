@@ -4,6 +4,7 @@
 //! ([`Store::sla_step`]) records warnings and breaches and escalates.
 
 use std::collections::HashMap;
+use std::sync::Arc;
 
 use chrono::Duration;
 use keel_core::time::{Timestamp, now};
@@ -20,6 +21,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::audit::{self, Entry};
+use crate::cache::SlaConfig;
 use crate::entities::{incident, sla_calendar, sla_policy, sla_timer};
 use crate::error::on_unique;
 use crate::{Store, StoreError};
@@ -65,7 +67,9 @@ pub struct SlaTimerView {
 /// What changed in the record, for the timers.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub(crate) enum SyncEvent {
-    /// Any change (creation, fields, state).
+    /// The record was just created: it has no timers yet.
+    Created,
+    /// Any change (fields, state).
     Changed,
     /// An agent's public update: restarts the next-update target.
     AgentUpdate,
@@ -140,6 +144,7 @@ impl Store {
         .exec_without_returning(self.writer())
         .await
         .map_err(|e| on_unique(e, CALENDAR_UNIQUE))?;
+        self.cache.sla.clear();
         self.get_calendar(id).await
     }
 
@@ -184,6 +189,7 @@ impl Store {
             .exec(self.writer())
             .await
             .map_err(|e| on_unique(e, CALENDAR_UNIQUE))?;
+        self.cache.sla.clear();
         self.get_calendar(id).await
     }
 
@@ -216,6 +222,7 @@ impl Store {
                     StoreError::from(e)
                 }
             })?;
+        self.cache.sla.clear();
         if res.rows_affected == 0 {
             return Err(StoreError::NotFound("calendar"));
         }
@@ -283,6 +290,7 @@ impl Store {
         .exec_without_returning(self.writer())
         .await
         .map_err(|e| on_unique(e, POLICY_UNIQUE))?;
+        self.cache.sla.clear();
         self.get_policy(id).await
     }
 
@@ -292,6 +300,24 @@ impl Store {
             .await?
             .ok_or(StoreError::NotFound("policy"))?;
         policy_view(m)
+    }
+
+    /// The active policies and every calendar, from the node's cache (see
+    /// [`crate::cache`]).
+    pub(crate) async fn sla_config(&self) -> Result<Arc<SlaConfig>, StoreError> {
+        self.cache
+            .sla
+            .get_or_load(|| async {
+                let policies = load_policies(self.conn(), true).await?;
+                let mut clocks = HashMap::new();
+                for m in sla_calendar::Entity::find().all(self.conn()).await? {
+                    let spec: CalendarSpec = parse_spec(&m.definition)?;
+                    let cal = Calendar::try_from(spec).map_err(|e| invalid(&e))?;
+                    clocks.insert(m.id, Clock::Business(cal));
+                }
+                Ok(SlaConfig { policies, clocks })
+            })
+            .await
     }
 
     /// Every policy in the order they are tried.
@@ -330,6 +356,7 @@ impl Store {
             .exec(self.writer())
             .await
             .map_err(|e| on_unique(e, POLICY_UNIQUE))?;
+        self.cache.sla.clear();
         self.get_policy(id).await
     }
 
@@ -338,6 +365,7 @@ impl Store {
         let res = sla_policy::Entity::delete_by_id(id)
             .exec(self.writer())
             .await?;
+        self.cache.sla.clear();
         if res.rows_affected == 0 {
             return Err(StoreError::NotFound("policy"));
         }
@@ -420,6 +448,7 @@ impl Store {
 
     async fn check_timer(&self, id: Uuid) -> Result<(), StoreError> {
         let t = now();
+        let hooks = self.subscriptions().await?;
         let txn = self.writer().begin().await?;
         // Write first (SQLite lock order), then read what was claimed.
         sla_timer::Entity::update_many()
@@ -503,7 +532,8 @@ impl Store {
                     Trigger::Breach => ("sla.breached", status.percent),
                 };
                 let detail = serde_json::json!({"target": kind.as_str(), "percent": percent, "due_at": status.due_at});
-                crate::webhooks::emit_incident(&txn, hook, m.id, Some(("sla", detail)), t).await?;
+                crate::webhooks::emit_incident(&txn, &hooks, hook, m.id, Some(("sla", detail)), t)
+                    .await?;
             }
             let notice = crate::notify::Notice {
                 event,
@@ -697,8 +727,10 @@ fn clock_for(clocks: &HashMap<Uuid, Clock>, id: Option<Uuid>) -> &Clock {
 /// starts or retargets timers (a retarget keeps elapsed time and pauses),
 /// pauses and resumes with the state, stops first response and resolution
 /// when they happen, and restarts next-update on an agent's public update.
+/// `cfg` is the SLA configuration ([`Store::sla_config`]).
 pub(crate) async fn sync_incident<C: ConnectionTrait>(
     db: &C,
+    cfg: &SlaConfig,
     id: Uuid,
     event: SyncEvent,
     t: Timestamp,
@@ -706,30 +738,35 @@ pub(crate) async fn sync_incident<C: ConnectionTrait>(
     let Some(m) = incident::Entity::find_by_id(id).one(db).await? else {
         return Ok(());
     };
-    sync_loaded(db, &m, event, t).await
+    sync_loaded(db, cfg, &m, event, t).await
 }
 
 /// [`sync_incident`] for an incident already read (or just written) in this
 /// transaction.
 pub(crate) async fn sync_loaded<C: ConnectionTrait>(
     db: &C,
+    cfg: &SlaConfig,
     m: &incident::Model,
     event: SyncEvent,
     t: Timestamp,
 ) -> Result<(), StoreError> {
     let id = m.id;
-    let policies = load_policies(db, true).await?;
     let facts = Facts {
         priority: u8::try_from(m.priority).unwrap_or(5),
         group: m.assignment_group_id,
         category: m.category.as_deref(),
     };
-    let policy = policies.iter().find(|p| p.spec.matches(&facts));
-    let existing: Vec<sla_timer::Model> = sla_timer::Entity::find()
-        .filter(sla_timer::Column::RecordType.eq(KIND.as_str()))
-        .filter(sla_timer::Column::RecordId.eq(id))
-        .all(db)
-        .await?;
+    let policy = cfg.policies.iter().find(|p| p.spec.matches(&facts));
+    // A record being created has no timers yet.
+    let existing: Vec<sla_timer::Model> = if event == SyncEvent::Created {
+        Vec::new()
+    } else {
+        sla_timer::Entity::find()
+            .filter(sla_timer::Column::RecordType.eq(KIND.as_str()))
+            .filter(sla_timer::Column::RecordId.eq(id))
+            .all(db)
+            .await?
+    };
     if policy.is_none() && existing.is_empty() {
         return Ok(());
     }
@@ -737,11 +774,8 @@ pub(crate) async fn sync_loaded<C: ConnectionTrait>(
         .state
         .parse::<keel_incident::State>()
         .unwrap_or(keel_incident::State::New);
-    let mut calendar_ids: Vec<Uuid> = existing.iter().filter_map(|r| r.calendar_id).collect();
-    if let Some(p) = policy {
-        calendar_ids.extend(p.spec.targets.iter().filter_map(|x| x.calendar));
-    }
-    let clocks = clocks(db, calendar_ids).await?;
+    let clocks = &cfg.clocks;
+    let mut new_timers = Vec::new();
     for kind in TargetKind::ALL {
         let target = policy.and_then(|p| p.spec.target(kind));
         let row = existing.iter().find(|r| r.kind == kind.as_str());
@@ -817,7 +851,7 @@ pub(crate) async fn sync_loaded<C: ConnectionTrait>(
         } else {
             timer.resume(t);
         }
-        let clock = clock_for(&clocks, calendar_id);
+        let clock = clock_for(clocks, calendar_id);
         let status = timer.status(clock, t);
         let warn = policy.map_or_else(|| vec![75, 90], |p| p.spec.warn_percents.clone());
         let next = next_check(
@@ -854,10 +888,14 @@ pub(crate) async fn sync_loaded<C: ConnectionTrait>(
         if row.is_some() {
             sla_timer::Entity::update(am).exec(db).await?;
         } else {
-            sla_timer::Entity::insert(am)
-                .exec_without_returning(db)
-                .await?;
+            new_timers.push(am);
         }
+    }
+    // New timers (all of them, for a new record) go in one statement.
+    if !new_timers.is_empty() {
+        sla_timer::Entity::insert_many(new_timers)
+            .exec_without_returning(db)
+            .await?;
     }
     Ok(())
 }

@@ -5,7 +5,9 @@
 
 use chrono::Duration;
 use keel_core::time::{Timestamp, now};
-use sea_orm::sea_query::Expr;
+use std::sync::Arc;
+
+use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
     QuerySelect,
@@ -13,6 +15,7 @@ use sea_orm::{
 use serde_json::{Value, json};
 use uuid::Uuid;
 
+use crate::cache::Subscription;
 use crate::entities::{incident, webhook, webhook_delivery};
 use crate::{Store, StoreError};
 
@@ -133,56 +136,103 @@ fn incident_snapshot(m: &incident::Model) -> Value {
 }
 
 /// Queues `event` about an incident (read fresh in this transaction) for
-/// every active subscription that wants it; `extra` is merged into `data`.
+/// every active subscription in `subs` that wants it; `extra` is merged into
+/// `data`.
 pub(crate) async fn emit_incident<C: ConnectionTrait>(
     db: &C,
+    subs: &[Subscription],
     event: &str,
     id: Uuid,
     extra: Option<(&str, Value)>,
     t: Timestamp,
 ) -> Result<(), StoreError> {
-    let hooks: Vec<webhook::Model> = webhook::Entity::find()
-        .filter(webhook::Column::Active.eq(true))
-        .all(db)
-        .await?;
-    let wanted: Vec<&webhook::Model> = hooks
-        .iter()
-        .filter(|h| {
-            serde_json::from_str::<Vec<String>>(&h.events)
-                .is_ok_and(|e| e.iter().any(|x| x == event || x == "*"))
-        })
-        .collect();
-    if wanted.is_empty() {
+    if !subs.iter().any(|s| s.wants(event)) {
         return Ok(());
     }
     let Some(m) = incident::Entity::find_by_id(id).one(db).await? else {
         return Ok(());
     };
-    let mut data = incident_snapshot(&m);
+    emit_loaded(db, subs, event, &m, extra, t).await
+}
+
+/// [`emit_incident`] for an incident already read (or just written) in this
+/// transaction.
+///
+/// `subs` may come from the node's cache and be a moment old, so each
+/// delivery is written only if its subscription still exists and is active:
+/// a subscription deleted through another node is skipped, not an error.
+pub(crate) async fn emit_loaded<C: ConnectionTrait>(
+    db: &C,
+    subs: &[Subscription],
+    event: &str,
+    m: &incident::Model,
+    extra: Option<(&str, Value)>,
+    t: Timestamp,
+) -> Result<(), StoreError> {
+    let wanted: Vec<&Subscription> = subs.iter().filter(|s| s.wants(event)).collect();
+    if wanted.is_empty() {
+        return Ok(());
+    }
+    let mut data = incident_snapshot(m);
     if let (Some((k, v)), Some(obj)) = (extra, data.as_object_mut()) {
         obj.insert(k.to_owned(), v);
     }
     for h in wanted {
         let delivery = Uuid::now_v7();
         let payload = json!({"type": event, "id": delivery, "time": t, "data": data});
-        webhook_delivery::Entity::insert(webhook_delivery::ActiveModel {
-            id: Set(delivery),
-            webhook_id: Set(h.id),
-            event: Set(event.to_owned()),
-            payload: Set(payload.to_string()),
-            status: Set("pending".into()),
-            attempts: Set(0),
-            next_attempt_at: Set(t),
-            response_status: Set(None),
-            latency_ms: Set(None),
-            last_error: Set(None),
-            created_at: Set(t),
-            delivered_at: Set(None),
-        })
-        .exec_without_returning(db)
-        .await?;
+        let insert = Query::insert()
+            .into_table(webhook_delivery::Entity)
+            .columns([
+                webhook_delivery::Column::Id,
+                webhook_delivery::Column::WebhookId,
+                webhook_delivery::Column::Event,
+                webhook_delivery::Column::Payload,
+                webhook_delivery::Column::Status,
+                webhook_delivery::Column::Attempts,
+                webhook_delivery::Column::NextAttemptAt,
+                webhook_delivery::Column::CreatedAt,
+            ])
+            .select_from(
+                Query::select()
+                    .expr(Expr::val(delivery))
+                    .column(webhook::Column::Id)
+                    .expr(Expr::val(event))
+                    .expr(Expr::val(payload.to_string()))
+                    .expr(Expr::val("pending"))
+                    .expr(Expr::val(0))
+                    .expr(Expr::val(t))
+                    .expr(Expr::val(t))
+                    .from(webhook::Entity)
+                    .and_where(webhook::Column::Id.eq(h.id))
+                    .and_where(webhook::Column::Active.eq(true))
+                    .to_owned(),
+            )
+            .map_err(|e| StoreError::Db(sea_orm::DbErr::Custom(e.to_string())))?
+            .to_owned();
+        db.execute(&insert).await?;
     }
     Ok(())
+}
+
+impl Store {
+    /// The active subscriptions, from the node's cache (see [`crate::cache`]).
+    pub(crate) async fn subscriptions(&self) -> Result<Arc<Vec<Subscription>>, StoreError> {
+        self.cache
+            .webhooks
+            .get_or_load(|| async {
+                Ok(webhook::Entity::find()
+                    .filter(webhook::Column::Active.eq(true))
+                    .all(self.conn())
+                    .await?
+                    .into_iter()
+                    .map(|h| Subscription {
+                        id: h.id,
+                        events: serde_json::from_str(&h.events).unwrap_or_default(),
+                    })
+                    .collect())
+            })
+            .await
+    }
 }
 
 impl Store {
@@ -205,6 +255,7 @@ impl Store {
         })
         .exec_without_returning(self.writer())
         .await?;
+        self.cache.webhooks.clear();
         self.get_webhook(id).await
     }
 
@@ -253,6 +304,7 @@ impl Store {
         }
         am.updated_at = Set(now());
         webhook::Entity::update(am).exec(self.writer()).await?;
+        self.cache.webhooks.clear();
         self.get_webhook(id).await
     }
 
@@ -260,6 +312,7 @@ impl Store {
         let res = webhook::Entity::delete_by_id(id)
             .exec(self.writer())
             .await?;
+        self.cache.webhooks.clear();
         if res.rows_affected == 0 {
             return Err(StoreError::NotFound("webhook"));
         }

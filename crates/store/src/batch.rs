@@ -1,0 +1,327 @@
+//! Group commit for SQLite's single writer.
+//!
+//! A SQLite commit costs one `fsync` of the WAL, plus one write of every
+//! page the transaction touched. Incident writes touch the same pages (the
+//! newest leaf of each table and index, the search index, the number
+//! sequence) again and again, so committing them one by one writes those
+//! pages and syncs the file once per request. Here the writes of several
+//! requests share one transaction: a dedicated task owns the writer,
+//! opens a transaction, runs each queued job in a savepoint of its own,
+//! and commits once when the queue is empty (or [`MAX_BATCH`] jobs ran).
+//!
+//! The guarantees stay those of one transaction per request:
+//! - A job that fails is rolled back to its savepoint, alone; it answers at
+//!   once and the rest of the batch goes on.
+//! - No job answers success before the commit that made it durable, so a 2xx
+//!   still survives a crash. If the commit itself fails, every job in the
+//!   batch gets the error.
+//! - Jobs run one after another, so a job sees the writes of the jobs before
+//!   it (exactly as if they had committed first).
+//! - The task is not the request's: a client that goes away cannot cancel a
+//!   commit that other requests wait for.
+//!
+//! On PostgreSQL, where writers run concurrently and the server groups
+//! commits itself, [`crate::Store::write`] is a plain transaction.
+
+use std::future::Future;
+use std::pin::Pin;
+
+use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
+use tokio::sync::{mpsc, oneshot};
+
+use crate::StoreError;
+
+/// Most jobs committed together; more wait for the next batch.
+pub(crate) const MAX_BATCH: usize = 64;
+
+/// A boxed future borrowing the transaction.
+pub(crate) type TxFuture<'t, T> = Pin<Box<dyn Future<Output = T> + Send + 't>>;
+
+/// What a job leaves for after the commit: its answer, to be sent with the
+/// commit's outcome.
+type Deliver = Box<dyn FnOnce(Result<(), StoreError>) + Send>;
+
+/// One request's writes, run inside a savepoint of the batch (or told why
+/// they cannot run).
+type Job = Box<
+    dyn for<'t> FnOnce(Result<&'t DatabaseTransaction, StoreError>) -> TxFuture<'t, Option<Deliver>>
+        + Send,
+>;
+
+/// The queue into the writer task.
+#[derive(Debug, Clone)]
+pub(crate) struct Batcher {
+    jobs: mpsc::UnboundedSender<Job>,
+}
+
+impl Batcher {
+    /// Starts the writer task on a thread of its own, so its turns between
+    /// statements never wait behind request handling.
+    pub fn start(writer: DatabaseConnection) -> Result<Batcher, StoreError> {
+        let (tx, rx) = mpsc::unbounded_channel::<Job>();
+        let runtime = tokio::runtime::Builder::new_current_thread()
+            .enable_all()
+            .build()
+            .map_err(|e| StoreError::Db(DbErr::Custom(format!("writer runtime: {e}"))))?;
+        std::thread::Builder::new()
+            .name("keel-writer".into())
+            .spawn(move || runtime.block_on(run(writer, rx)))
+            .map_err(|e| StoreError::Db(DbErr::Custom(format!("writer thread: {e}"))))?;
+        Ok(Batcher { jobs: tx })
+    }
+
+    /// Runs `f` in the next batch and answers once that batch committed.
+    pub async fn write<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'t> FnOnce(&'t DatabaseTransaction) -> TxFuture<'t, Result<T, StoreError>>
+            + Send
+            + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<Result<T, StoreError>>();
+        let job: Job = Box::new(move |txn| {
+            Box::pin(async move {
+                let result = match txn {
+                    Ok(txn) => f(txn).await,
+                    Err(e) => Err(e),
+                };
+                match result {
+                    Ok(v) => {
+                        let deliver: Deliver = Box::new(move |committed| {
+                            let _ = tx.send(committed.map(|()| v));
+                        });
+                        Some(deliver)
+                    }
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        None
+                    }
+                }
+            })
+        });
+        self.jobs.send(job).map_err(|_| gone())?;
+        rx.await.map_err(|_| gone())?
+    }
+}
+
+fn gone() -> StoreError {
+    StoreError::Db(DbErr::Custom("the writer task has stopped".into()))
+}
+
+/// The same failure for every job of a batch whose commit failed.
+fn shared(e: &StoreError) -> StoreError {
+    match e {
+        StoreError::Busy(d) => StoreError::Busy(DbErr::Custom(d.to_string())),
+        other => StoreError::Db(DbErr::Custom(format!("commit failed: {other}"))),
+    }
+}
+
+async fn run(writer: DatabaseConnection, mut rx: mpsc::UnboundedReceiver<Job>) {
+    while let Some(first) = rx.recv().await {
+        let mut queued = Some(first);
+        let outer = match writer.begin().await {
+            Ok(t) => t,
+            Err(e) => {
+                // Nothing can run: this job and those queued behind it hear why.
+                let e = StoreError::from(e);
+                tracing::error!(error = %e, "could not begin a write transaction");
+                while let Some(job) = queued.take().or_else(|| rx.try_recv().ok()) {
+                    job(Err(shared(&e))).await;
+                }
+                continue;
+            }
+        };
+        let mut pending: Vec<Deliver> = Vec::new();
+        let mut broken = None;
+        let mut ran = 0;
+        while let Some(job) = queued.take() {
+            ran += 1;
+            match run_one(&outer, job).await {
+                Ran::Pending(deliver) => pending.push(deliver),
+                Ran::Answered => {}
+                Ran::Broken(e, deliver) => {
+                    pending.extend(deliver);
+                    broken = Some(e);
+                    break;
+                }
+            }
+            if ran < MAX_BATCH {
+                queued = rx.try_recv().ok();
+            }
+        }
+        let committed = match broken {
+            Some(e) => {
+                tracing::error!(error = %e, "a write could not be undone alone; rolling back its batch");
+                if let Err(r) = outer.rollback().await {
+                    tracing::error!(error = %r, "rolling back the batch failed");
+                }
+                Err(e)
+            }
+            None => outer.commit().await.map_err(StoreError::from),
+        };
+        for deliver in pending {
+            deliver(match &committed {
+                Ok(()) => Ok(()),
+                Err(e) => Err(shared(e)),
+            });
+        }
+    }
+}
+
+/// What became of one job.
+enum Ran {
+    /// Its writes are in the batch; it answers after the commit.
+    Pending(Deliver),
+    /// It failed, was rolled back alone and has answered.
+    Answered,
+    /// Its writes could not be separated from the batch (a savepoint could
+    /// not be released or rolled back): the whole batch must go.
+    Broken(StoreError, Option<Deliver>),
+}
+
+/// Runs one job in a savepoint.
+async fn run_one(outer: &DatabaseTransaction, job: Job) -> Ran {
+    let savepoint = match outer.begin().await {
+        Ok(s) => s,
+        Err(e) => {
+            // Nothing of it ran.
+            job(Err(StoreError::from(e))).await;
+            return Ran::Answered;
+        }
+    };
+    match job(Ok(&savepoint)).await {
+        Some(deliver) => match savepoint.commit().await {
+            Ok(()) => Ran::Pending(deliver),
+            Err(e) => Ran::Broken(StoreError::from(e), Some(deliver)),
+        },
+        None => match savepoint.rollback().await {
+            Ok(()) => Ran::Answered,
+            Err(e) => Ran::Broken(StoreError::from(e), None),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sea_orm::{ConnectionTrait, Database, DbBackend, Statement};
+
+    async fn open() -> (DatabaseConnection, Batcher, std::path::PathBuf) {
+        let path = std::env::temp_dir().join(format!("keel-batch-{}.db", uuid::Uuid::now_v7()));
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let db = Database::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        db.execute_unprepared("CREATE TABLE t (n INTEGER PRIMARY KEY)")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let batcher = Batcher::start(db.clone()).unwrap_or_else(|e| panic!("{e}"));
+        (db, batcher, path)
+    }
+
+    fn insert(n: i64) -> Statement {
+        Statement::from_sql_and_values(
+            DbBackend::Sqlite,
+            "INSERT INTO t (n) VALUES (?)",
+            [n.into()],
+        )
+    }
+
+    async fn rows(path: &std::path::Path) -> Vec<i64> {
+        // A connection of its own sees only what was committed.
+        let url = format!("sqlite://{}?mode=ro", path.display());
+        let db = Database::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let got = db
+            .query_all_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                "SELECT n FROM t ORDER BY n",
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .iter()
+            .filter_map(|r| r.try_get::<i64>("", "n").ok())
+            .collect();
+        let _ = db.close().await;
+        got
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_failed_write_is_undone_alone_and_the_rest_of_its_batch_commits() {
+        let (_db, batcher, path) = open().await;
+        let mut tasks = Vec::new();
+        for n in 0..40_i64 {
+            let b = batcher.clone();
+            tasks.push(tokio::spawn(async move {
+                b.write(move |txn| {
+                    Box::pin(async move {
+                        txn.execute_raw(insert(n)).await?;
+                        if n % 10 == 7 {
+                            // Fails after writing: its row must not stay.
+                            return Err(StoreError::NotFound("seven"));
+                        }
+                        if n % 10 == 3 {
+                            // Fails in SQL: a duplicate key.
+                            txn.execute_raw(insert(n)).await?;
+                        }
+                        Ok(n)
+                    })
+                })
+                .await
+            }));
+        }
+        let mut ok = Vec::new();
+        for t in tasks {
+            match t.await.unwrap_or_else(|e| panic!("{e}")) {
+                Ok(n) => ok.push(n),
+                Err(StoreError::NotFound("seven")) => {}
+                Err(StoreError::Db(_)) => {}
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }
+        ok.sort_unstable();
+        let want: Vec<i64> = (0..40).filter(|n| n % 10 != 7 && n % 10 != 3).collect();
+        assert_eq!(ok, want, "every other write answered success");
+        assert_eq!(rows(&path).await, want, "and exactly those rows are stored");
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_write_answers_only_once_it_is_committed_and_later_writes_see_it() {
+        let (_db, batcher, path) = open().await;
+        batcher
+            .write(|txn| {
+                Box::pin(async move {
+                    txn.execute_raw(insert(1))
+                        .await
+                        .map(|_| ())
+                        .map_err(StoreError::from)
+                })
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            rows(&path).await,
+            vec![1],
+            "visible to another connection at once"
+        );
+        let seen = batcher
+            .write(|txn| {
+                Box::pin(async move {
+                    txn.execute_raw(insert(2)).await?;
+                    let r = txn
+                        .query_one_raw(Statement::from_string(
+                            DbBackend::Sqlite,
+                            "SELECT count(*) AS c FROM t",
+                        ))
+                        .await?;
+                    Ok(r.and_then(|r| r.try_get::<i64>("", "c").ok()))
+                })
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(seen, Some(2));
+        let _ = std::fs::remove_file(&path);
+    }
+}
