@@ -19,6 +19,8 @@
 //!   it (exactly as if they had committed first).
 //! - The task is not the request's: a client that goes away cannot cancel a
 //!   commit that other requests wait for.
+//! - At most [`MAX_QUEUED`] writes wait; one more is refused at once as
+//!   busy (503 `service.busy` with `Retry-After`), not queued without bound.
 //!
 //! On PostgreSQL, where writers run concurrently and the server groups
 //! commits itself, [`crate::Store::write`] is a plain transaction.
@@ -33,6 +35,9 @@ use crate::StoreError;
 
 /// Most jobs committed together; more wait for the next batch.
 pub(crate) const MAX_BATCH: usize = 64;
+
+/// Most writes waiting for the writer; one more is refused as busy.
+pub(crate) const MAX_QUEUED: usize = 4096;
 
 /// A boxed future borrowing the transaction.
 pub(crate) type TxFuture<'t, T> = Pin<Box<dyn Future<Output = T> + Send + 't>>;
@@ -51,14 +56,14 @@ type Job = Box<
 /// The queue into the writer task.
 #[derive(Debug, Clone)]
 pub(crate) struct Batcher {
-    jobs: mpsc::UnboundedSender<Job>,
+    jobs: mpsc::Sender<Job>,
 }
 
 impl Batcher {
     /// Starts the writer task on a thread of its own, so its turns between
     /// statements never wait behind request handling.
     pub fn start(writer: DatabaseConnection) -> Result<Batcher, StoreError> {
-        let (tx, rx) = mpsc::unbounded_channel::<Job>();
+        let (tx, rx) = mpsc::channel::<Job>(MAX_QUEUED);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -99,7 +104,14 @@ impl Batcher {
                 }
             })
         });
-        self.jobs.send(job).map_err(|_| gone())?;
+        self.jobs.try_send(job).map_err(|e| match e {
+            // Overloaded: say so at once (503, with Retry-After) instead of
+            // queueing without bound.
+            mpsc::error::TrySendError::Full(_) => StoreError::Busy(DbErr::Custom(format!(
+                "{MAX_QUEUED} writes are already waiting for the writer"
+            ))),
+            mpsc::error::TrySendError::Closed(_) => gone(),
+        })?;
         rx.await.map_err(|_| gone())?
     }
 }
@@ -116,7 +128,7 @@ fn shared(e: &StoreError) -> StoreError {
     }
 }
 
-async fn run(writer: DatabaseConnection, mut rx: mpsc::UnboundedReceiver<Job>) {
+async fn run(writer: DatabaseConnection, mut rx: mpsc::Receiver<Job>) {
     while let Some(first) = rx.recv().await {
         let mut queued = Some(first);
         let outer = match writer.begin().await {
