@@ -309,12 +309,12 @@ impl Store {
             .sla
             .get_or_load(|| async {
                 let policies = load_policies(self.conn(), true).await?;
-                let mut clocks = HashMap::new();
-                for m in sla_calendar::Entity::find().all(self.conn()).await? {
-                    let spec: CalendarSpec = parse_spec(&m.definition)?;
-                    let cal = Calendar::try_from(spec).map_err(|e| invalid(&e))?;
-                    clocks.insert(m.id, Clock::Business(cal));
-                }
+                let clocks = sla_calendar::Entity::find()
+                    .all(self.conn())
+                    .await?
+                    .iter()
+                    .map(|m| Ok((m.id, clock_of(m)?)))
+                    .collect::<Result<_, StoreError>>()?;
                 Ok(SlaConfig { policies, clocks })
             })
             .await
@@ -704,17 +704,20 @@ async fn clocks<C: ConnectionTrait>(
     if ids.is_empty() {
         return Ok(HashMap::new());
     }
-    let mut out = HashMap::new();
-    for m in sla_calendar::Entity::find()
+    sla_calendar::Entity::find()
         .filter(sla_calendar::Column::Id.is_in(ids))
         .all(db)
         .await?
-    {
-        let spec: CalendarSpec = parse_spec(&m.definition)?;
-        let cal = Calendar::try_from(spec).map_err(|e| invalid(&e))?;
-        out.insert(m.id, Clock::Business(cal));
-    }
-    Ok(out)
+        .iter()
+        .map(|m| Ok((m.id, clock_of(m)?)))
+        .collect()
+}
+
+/// The clock a stored calendar defines.
+fn clock_of(m: &sla_calendar::Model) -> Result<Clock, StoreError> {
+    let spec: CalendarSpec = parse_spec(&m.definition)?;
+    let cal = Calendar::try_from(spec).map_err(|e| invalid(&e))?;
+    Ok(Clock::Business(cal))
 }
 
 fn clock_for(clocks: &HashMap<Uuid, Clock>, id: Option<Uuid>) -> &Clock {
