@@ -1148,3 +1148,63 @@ async fn a_requester_reply_resumes_an_incident_awaiting_them(app: TestApp) {
     );
     app.finish().await;
 }
+
+both!(a_created_incident_is_answered_as_a_read_shows_it);
+async fn a_created_incident_is_answered_as_a_read_shows_it(app: TestApp) {
+    // The create's answer is built from what it wrote, not read back: it
+    // must be what a read shows, references and SLA targets included.
+    let desk = app.desk().await;
+    expect_json(
+        app.post("/api/v1/sla/policies", &desk.admin)
+            .json(&json!({"name": "Everything", "definition": {"targets": [
+                {"kind": "first_response", "secs": 900},
+                {"kind": "resolution", "secs": 14400}]}}))
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::CREATED,
+    )
+    .await;
+    let by_agent = json!({"title": "VPN drops every hour", "description": "Since Monday",
+        "impact": 2, "urgency": 3, "priority": 1, "category": "network",
+        "requester": desk.requester.username, "assignment_group": desk.group_name,
+        "assignee": desk.agent2.username});
+    let by_requester = json!({"title": "Printer offline", "impact": 3, "urgency": 3});
+    for (token, body) in [
+        (&desk.agent.token, by_agent),
+        (&desk.requester.token, by_requester),
+    ] {
+        let mut created = app.create_incident(token, body).await;
+        let mut read = app.incident(token, s(&created, "id")).await;
+        // Elapsed and remaining time move on between the two answers.
+        for v in [&mut created, &mut read] {
+            for t in v["sla"].as_array_mut().unwrap() {
+                t.as_object_mut().unwrap().remove("elapsed_secs");
+                t.as_object_mut().unwrap().remove("remaining_secs");
+                t.as_object_mut().unwrap().remove("percent");
+            }
+        }
+        assert_eq!(created, read);
+        assert_eq!(created["sla"].as_array().unwrap().len(), 2, "{created}");
+    }
+    let created = app
+        .create_incident(
+            &desk.agent.token,
+            json!({"title": "Disk full", "impact": 3, "urgency": 3,
+                "assignment_group": desk.group, "assignee": desk.agent2.id}),
+        )
+        .await;
+    assert_eq!(
+        created["assignment_group"]["name"],
+        desk.group_name.as_str()
+    );
+    assert_eq!(
+        created["assignee"]["username"],
+        desk.agent2.username.as_str()
+    );
+    assert_eq!(
+        created["requester"]["username"],
+        desk.agent.username.as_str()
+    );
+    app.finish().await;
+}

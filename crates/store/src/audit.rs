@@ -3,7 +3,10 @@
 
 use keel_core::time::Timestamp;
 use keel_core::{RecordKind, UserId};
-use sea_orm::{ActiveValue::NotSet, ActiveValue::Set, ConnectionTrait, EntityTrait};
+use sea_orm::{
+    ActiveValue::NotSet, ActiveValue::Set, ConnectionTrait, DatabaseBackend, EntityTrait,
+    QueryTrait, Statement,
+};
 use uuid::Uuid;
 
 use crate::StoreError;
@@ -66,6 +69,13 @@ impl<'a> Entry<'a> {
 }
 
 pub(crate) async fn write<C: ConnectionTrait>(db: &C, e: Entry<'_>) -> Result<(), StoreError> {
+    db.execute_raw(statement(db.get_database_backend(), e))
+        .await?;
+    Ok(())
+}
+
+/// The insert that writes `e`, to send with others ([`crate::multi`]).
+pub(crate) fn statement(backend: DatabaseBackend, e: Entry<'_>) -> Statement {
     audit_event::Entity::insert(audit_event::ActiveModel {
         id: NotSet,
         record_type: Set(e.kind.as_str().to_owned()),
@@ -78,7 +88,5 @@ pub(crate) async fn write<C: ConnectionTrait>(db: &C, e: Entry<'_>) -> Result<()
         visibility: Set(if e.internal { "internal" } else { "public" }.to_owned()),
         created_at: Set(e.at),
     })
-    .exec_without_returning(db)
-    .await?;
-    Ok(())
+    .build(backend)
 }

@@ -475,6 +475,28 @@ impl Store {
     }
 
     /// Finds a group by id (a UUID) or exact name.
+    /// Finds a group by id (a UUID) or name: its id and name only.
+    pub(crate) async fn resolve_group_ref(
+        &self,
+        key: &str,
+    ) -> Result<Option<GroupRef>, StoreError> {
+        let q = group::Entity::find()
+            .select_only()
+            .column(group::Column::Id)
+            .column(group::Column::Name);
+        let q = match Uuid::parse_str(key) {
+            Ok(id) => q.filter(group::Column::Id.eq(id)),
+            Err(_) => q.filter(group::Column::Name.eq(key.trim())),
+        };
+        Ok(q.into_tuple::<(Uuid, String)>()
+            .one(self.conn())
+            .await?
+            .map(|(id, name)| GroupRef {
+                id: GroupId(id),
+                name,
+            }))
+    }
+
     pub async fn resolve_group(&self, key: &str) -> Result<Option<GroupView>, StoreError> {
         let q = group::Entity::find();
         let q = match Uuid::parse_str(key) {

@@ -16,19 +16,20 @@ use keel_incident::{
 };
 use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, JoinType, Query, SimpleExpr};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, DatabaseTransaction,
-    EntityTrait, FromQueryResult, IdenStatic, QueryFilter, QueryOrder, QuerySelect, QueryTrait,
-    TransactionTrait, Value,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend,
+    DatabaseTransaction, EntityTrait, FromQueryResult, IdenStatic, Iterable, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait, TransactionTrait, Value,
 };
 use uuid::Uuid;
 
 use crate::audit::{self, Entry};
 use crate::cache::WriteConfig;
 use crate::directory::{GroupRef, Page, UserRef, is_member_in, page_next, user_ref, user_refs};
-use crate::entities::{attachment, audit_event, comment, incident, link, watcher};
+use crate::entities::{attachment, audit_event, comment, incident, link, sla_timer, watcher};
+use crate::multi::Writes;
 use crate::notify::{self, Audience, Event};
 use crate::search::{self, stmt};
-use crate::sla::{self, SyncEvent};
+use crate::sla::{self, SlaTimerView, SyncEvent};
 use crate::webhooks;
 use crate::{Store, StoreError};
 
@@ -363,12 +364,197 @@ const REF_COLUMNS: [(&str, &str); 5] = [
     ),
 ];
 
+/// A new incident, checked and resolved, waiting for its number.
+struct Draft {
+    id: Uuid,
+    new: NewIncident,
+    priority: Priority,
+    computed: Priority,
+    requester: UserId,
+    group: Option<Uuid>,
+    assignee: Option<Uuid>,
+    actor: UserId,
+    actor_name: String,
+    cfg: WriteConfig,
+    acknowledged: Vec<notify::Recipient>,
+    workers: Vec<notify::Recipient>,
+    t: Timestamp,
+}
+
+impl Draft {
+    /// Every write that raises the incident as `number`: the record, its
+    /// history, its search row, its SLA timers, webhook deliveries and
+    /// notifications, as one call to the database. Also answers the
+    /// record and its timers as written.
+    fn writes(
+        self,
+        backend: DatabaseBackend,
+        number: i64,
+    ) -> Result<(Writes, incident::Model, Vec<sla_timer::Model>), StoreError> {
+        let Draft {
+            id,
+            new,
+            priority,
+            computed,
+            requester,
+            group,
+            assignee,
+            actor,
+            actor_name,
+            cfg,
+            acknowledged,
+            workers,
+            t,
+        } = self;
+        let model = incident::Model {
+            id,
+            number,
+            title: new.title.into_string(),
+            description: new.description.into_string(),
+            impact: i32::from(new.impact.get()),
+            urgency: i32::from(new.urgency.get()),
+            priority: i32::from(priority.get()),
+            priority_overridden: new.priority.is_some(),
+            category: new.category,
+            major: new.major,
+            state: State::New.as_str().to_owned(),
+            hold_reason: None,
+            resolution_code: None,
+            resolution_notes: None,
+            requester_id: requester.0,
+            assignment_group_id: group,
+            assignee_id: assignee,
+            reassignment_count: 0,
+            created_by: actor.0,
+            version: 1,
+            created_at: t,
+            updated_at: t,
+            first_response_at: None,
+            resolved_at: None,
+            closed_at: None,
+            cancelled_at: None,
+        };
+        let mut w = Writes::new(backend);
+        w.push(
+            incident::Entity::insert(incident::ActiveModel::from(model.clone()).reset_all())
+                .build(backend),
+        );
+        let entry = |action, field, old, new| {
+            Entry::new(KIND, id, Some(actor), action, t)
+                .field(field)
+                .change(old, new)
+        };
+        w.push(audit::statement(
+            backend,
+            entry(
+                "created",
+                None,
+                None,
+                Some(RecordNumber::new(KIND, number).to_string()),
+            ),
+        ));
+        if new.priority.is_some() {
+            w.push(audit::statement(
+                backend,
+                entry(
+                    "priority_overridden",
+                    Some("priority"),
+                    Some(computed.get().to_string()),
+                    Some(priority.get().to_string()),
+                ),
+            ));
+        }
+        w.push_opt(search::insert_statement(
+            backend,
+            vec![search::SearchRow::new(
+                number,
+                &model.title,
+                &model.description,
+                [],
+            )],
+        ));
+        let timers = sla::plan(&cfg.sla, &model, &[], SyncEvent::Created, t)?.inserted;
+        w.push_opt(sla::insert_statement(backend, &timers));
+        for s in webhooks::statements(backend, &cfg.hooks, "incident.created", &model, None, t)? {
+            w.push(s);
+        }
+        let ctx = notify::incident_context(&model, Some(&actor_name));
+        let mut outbox = notify::rows(
+            notify::Notice {
+                event: Event::IncidentCreated,
+                record_type: KIND.as_str(),
+                record_id: id,
+                actor: None,
+                context: ctx.clone(),
+                at: t,
+            },
+            &acknowledged,
+        );
+        outbox.extend(notify::rows(
+            notify::Notice {
+                event: Event::IncidentAssigned,
+                record_type: KIND.as_str(),
+                record_id: id,
+                actor: Some(actor),
+                context: ctx,
+                at: t,
+            },
+            &workers,
+        ));
+        w.push_opt(notify::insert_statement(backend, outbox));
+        Ok((w, model, timers))
+    }
+}
+
+/// The view of `m` for `actor`, its references and SLA targets in hand.
+fn view_of(
+    actor: &Actor,
+    m: incident::Model,
+    users: &HashMap<Uuid, UserRef>,
+    groups: &HashMap<Uuid, GroupRef>,
+    sla: Vec<SlaTimerView>,
+) -> IncidentView {
+    let state = parse_state(&m.state);
+    let rel = relation(actor, &m);
+    IncidentView {
+        id: IncidentId(m.id),
+        number: RecordNumber::new(KIND, m.number),
+        requester: user_ref(users, m.requester_id),
+        assignee: m.assignee_id.map(|a| user_ref(users, a)),
+        assignment_group: m.assignment_group_id.and_then(|g| groups.get(&g).cloned()),
+        impact: u8::try_from(m.impact).unwrap_or(3),
+        urgency: u8::try_from(m.urgency).unwrap_or(3),
+        priority: u8::try_from(m.priority).unwrap_or(5),
+        priority_overridden: m.priority_overridden,
+        hold_reason: m.hold_reason.as_deref().and_then(|s| s.parse().ok()),
+        resolution_code: m.resolution_code.as_deref().and_then(|s| s.parse().ok()),
+        actions: keel_incident::available_actions(state, rel),
+        sla,
+        state,
+        title: m.title,
+        description: m.description,
+        category: m.category,
+        major: m.major,
+        resolution_notes: m.resolution_notes,
+        reassignment_count: m.reassignment_count,
+        version: m.version,
+        created_at: m.created_at,
+        updated_at: m.updated_at,
+        first_response_at: m.first_response_at,
+        resolved_at: m.resolved_at,
+        closed_at: m.closed_at,
+        cancelled_at: m.cancelled_at,
+    }
+}
+
 /// Incidents with the references their views show.
 #[derive(Default)]
 struct Loaded {
     models: Vec<incident::Model>,
     users: HashMap<Uuid, UserRef>,
     groups: HashMap<Uuid, GroupRef>,
+    /// The SLA timers of every model, when they were loaded with them.
+    timers: Option<HashMap<Uuid, Vec<sla_timer::Model>>>,
 }
 
 /// Runs `q` with [`REF_COLUMNS`] added.
@@ -376,13 +562,66 @@ async fn load<C: ConnectionTrait>(
     db: &C,
     q: sea_orm::Select<incident::Entity>,
 ) -> Result<Loaded, StoreError> {
-    let q = REF_COLUMNS
+    load_rows(db, q, false).await
+}
+
+/// [`load`] for one incident (`q` finds it by a unique key), with its SLA
+/// timers joined in: the whole view in one statement (one round trip)
+/// instead of two. No limit: it would count timer rows, not incidents.
+async fn load_one<C: ConnectionTrait>(
+    db: &C,
+    mut q: sea_orm::Select<incident::Entity>,
+) -> Result<Loaded, StoreError> {
+    QuerySelect::query(&mut q).join(
+        JoinType::LeftJoin,
+        sla_timer::Entity,
+        Condition::all()
+            .add(
+                Expr::col((sla_timer::Entity, sla_timer::Column::RecordId))
+                    .equals((incident::Entity, incident::Column::Id)),
+            )
+            // A literal, not a parameter: SQLite (built with STAT4) plans
+            // a statement again at every run when a parameter is compared
+            // with an analysed index column.
+            .add(Expr::cust("sla_timers.record_type = 'incident'")),
+    );
+    load_rows(db, q, true).await
+}
+
+async fn load_rows<C: ConnectionTrait>(
+    db: &C,
+    q: sea_orm::Select<incident::Entity>,
+    with_timers: bool,
+) -> Result<Loaded, StoreError> {
+    let mut q = REF_COLUMNS
         .iter()
         .fold(q, |q, (alias, sql)| q.expr_as(Expr::cust(*sql), *alias));
+    if with_timers {
+        for c in sla_timer::Column::iter() {
+            q = q.expr_as(
+                Expr::col((sla_timer::Entity, c)),
+                format!("{TIMER_PREFIX}{}", c.as_str()),
+            );
+        }
+    }
     let rows = db.query_all_raw(q.build(db.get_database_backend())).await?;
     let mut out = Loaded::default();
+    let mut timers: HashMap<Uuid, Vec<sla_timer::Model>> = HashMap::new();
     for row in rows {
         let m = incident::Model::from_query_result(&row, "")?;
+        if with_timers {
+            let id: Option<Uuid> = row.try_get(TIMER_PREFIX, "id")?;
+            if id.is_some() {
+                timers
+                    .entry(m.id)
+                    .or_default()
+                    .push(sla_timer::Model::from_query_result(&row, TIMER_PREFIX)?);
+            }
+            // One row per timer: the incident itself is taken once.
+            if out.models.last().is_some_and(|l| l.id == m.id) {
+                continue;
+            }
+        }
         let people = [
             (
                 Some(m.requester_id),
@@ -420,8 +659,14 @@ async fn load<C: ConnectionTrait>(
         }
         out.models.push(m);
     }
+    if with_timers {
+        out.timers = Some(timers);
+    }
     Ok(out)
 }
+
+/// The prefix of the SLA timer columns [`load_one`] adds.
+const TIMER_PREFIX: &str = "t_";
 
 /// Loads an incident the caller may read; anything else is "not found", so
 /// that ids of other people's incidents reveal nothing.
@@ -475,12 +720,17 @@ fn check_version(m: &incident::Model, if_match: Option<i64>) -> Result<(), Store
 }
 
 async fn next_number<C: ConnectionTrait>(db: &C) -> Result<i64, StoreError> {
+    reserve_numbers(db, 1).await
+}
+
+/// Reserves `k` incident numbers; answers the first.
+async fn reserve_numbers<C: ConnectionTrait>(db: &C, k: i64) -> Result<i64, StoreError> {
     let backend = db.get_database_backend();
     let row = db
         .query_one_raw(stmt(
             backend,
-            "UPDATE sequences SET next_value = next_value + 1 WHERE name = ? RETURNING next_value - 1 AS n",
-            vec![KIND.as_str().into()],
+            "UPDATE sequences SET next_value = next_value + ? WHERE name = ? RETURNING next_value - ? AS n",
+            vec![k.into(), KIND.as_str().into(), k.into()],
         ))
         .await?
         .ok_or(StoreError::NotFound("sequence"))?;
@@ -542,6 +792,9 @@ async fn save(
 struct Assignment {
     group: Option<Uuid>,
     assignee: Option<Uuid>,
+    /// The group and assignee as views show them.
+    group_ref: Option<GroupRef>,
+    assignee_ref: Option<UserRef>,
 }
 
 impl Store {
@@ -552,21 +805,17 @@ impl Store {
         group_key: Option<&str>,
         assignee_key: Option<&str>,
     ) -> Result<Assignment, StoreError> {
-        let group = match group_key {
-            Some(k) => Some(
-                self.resolve_group(k)
-                    .await?
-                    .ok_or_else(|| {
-                        StoreError::invalid(
-                            "incident.unknown_group",
-                            "assignment_group",
-                            "no such group",
-                        )
-                    })?
-                    .id,
-            ),
+        let group_ref = match group_key {
+            Some(k) => Some(self.resolve_group_ref(k).await?.ok_or_else(|| {
+                StoreError::invalid(
+                    "incident.unknown_group",
+                    "assignment_group",
+                    "no such group",
+                )
+            })?),
             None => None,
         };
+        let group = group_ref.as_ref().map(|g| g.id);
         let assignee = match assignee_key {
             Some(k) => {
                 let u = self
@@ -601,13 +850,19 @@ impl Store {
                         "the assignee is not a member of the assignment group",
                     ));
                 }
-                Some(u.id.0)
+                Some(UserRef {
+                    id: u.id,
+                    username: u.username,
+                    display_name: u.display_name,
+                })
             }
             None => None,
         };
         Ok(Assignment {
             group: group.map(|g| g.0),
-            assignee,
+            assignee: assignee.as_ref().map(|u| u.id.0),
+            group_ref,
+            assignee_ref: assignee,
         })
     }
 
@@ -621,49 +876,26 @@ impl Store {
             models,
             users,
             groups,
+            timers,
         } = loaded;
-        let ids: Vec<Uuid> = models.iter().map(|m| m.id).collect();
-        let mut sla = self.sla_of(&ids).await?;
+        let mut sla = match timers {
+            Some(rows) => self.timer_views_of(rows).await?,
+            None => {
+                let ids: Vec<Uuid> = models.iter().map(|m| m.id).collect();
+                self.sla_of(&ids).await?
+            }
+        };
         Ok(models
             .into_iter()
             .map(|m| {
-                let state = parse_state(&m.state);
-                let rel = relation(actor, &m);
-                IncidentView {
-                    id: IncidentId(m.id),
-                    number: RecordNumber::new(KIND, m.number),
-                    requester: user_ref(&users, m.requester_id),
-                    assignee: m.assignee_id.map(|a| user_ref(&users, a)),
-                    assignment_group: m.assignment_group_id.and_then(|g| groups.get(&g).cloned()),
-                    impact: u8::try_from(m.impact).unwrap_or(3),
-                    urgency: u8::try_from(m.urgency).unwrap_or(3),
-                    priority: u8::try_from(m.priority).unwrap_or(5),
-                    priority_overridden: m.priority_overridden,
-                    hold_reason: m.hold_reason.as_deref().and_then(|s| s.parse().ok()),
-                    resolution_code: m.resolution_code.as_deref().and_then(|s| s.parse().ok()),
-                    actions: keel_incident::available_actions(state, rel),
-                    sla: sla.remove(&m.id).unwrap_or_default(),
-                    state,
-                    title: m.title,
-                    description: m.description,
-                    category: m.category,
-                    major: m.major,
-                    resolution_notes: m.resolution_notes,
-                    reassignment_count: m.reassignment_count,
-                    version: m.version,
-                    created_at: m.created_at,
-                    updated_at: m.updated_at,
-                    first_response_at: m.first_response_at,
-                    resolved_at: m.resolved_at,
-                    closed_at: m.closed_at,
-                    cancelled_at: m.cancelled_at,
-                }
+                let timers = sla.remove(&m.id).unwrap_or_default();
+                view_of(actor, m, &users, &groups, timers)
             })
             .collect())
     }
 
     async fn view(&self, actor: &Actor, id: Uuid) -> Result<IncidentView, StoreError> {
-        let loaded = load(self.conn(), incident::Entity::find_by_id(id)).await?;
+        let loaded = load_one(self.conn(), incident::Entity::find_by_id(id)).await?;
         self.views_of(actor, loaded)
             .await?
             .pop()
@@ -697,21 +929,27 @@ impl Store {
                 return Err(field_forbidden(f));
             }
         }
+        let own = || UserRef {
+            id: actor.user_id,
+            username: actor.username.clone(),
+            display_name: actor.display_name.clone(),
+        };
         let requester = match new.requester.as_deref() {
-            None => actor.user_id,
+            None => own(),
             Some(k) if !agent => {
-                let own =
+                let is_own =
                     k.eq_ignore_ascii_case(&actor.username) || k == actor.user_id.0.to_string();
-                if !own {
+                if !is_own {
                     return Err(StoreError::forbidden(
                         "incident.requester_forbidden",
                         "requesters may only raise incidents for themselves",
                     ));
                 }
-                actor.user_id
+                own()
             }
             Some(k) => {
-                self.resolve_user(k)
+                let u = self
+                    .resolve_user(k)
                     .await?
                     .filter(|u| u.active)
                     .ok_or_else(|| {
@@ -720,22 +958,19 @@ impl Store {
                             "requester",
                             "no such active user",
                         )
-                    })?
-                    .id
+                    })?;
+                UserRef {
+                    id: u.id,
+                    username: u.username,
+                    display_name: u.display_name,
+                }
             }
         };
         let assignment = self
             .resolve_assignment(new.assignment_group.as_deref(), new.assignee.as_deref())
             .await?;
         let computed = matrix.priority(new.impact, new.urgency);
-        let priority = new.priority.unwrap_or(computed);
         let t = now();
-        // On PostgreSQL the number is taken in its own statement: inside the
-        // transaction, the sequence row stayed locked until commit and every
-        // concurrent create queued behind it. A create that then fails leaves
-        // a gap in the numbers, as a PostgreSQL sequence would. SQLite has one
-        // writer at a time anyway, and there the extra commit would cost an
-        // extra fsync.
         let cfg = self.write_config().await?;
         // Who hears of it is read before the transaction, on a read
         // connection, so the writer is held for the writes only. The
@@ -745,131 +980,82 @@ impl Store {
             assignee: assignment.assignee,
             group: assignment.group,
         };
-        let requesters = [requester.0];
-        let (acknowledged, workers) = tokio::try_join!(
-            notify::resolve(self.conn(), Event::IncidentCreated, None, &requesters, None),
-            audience.resolve(self.conn(), Event::IncidentAssigned, Some(actor.user_id)),
-        )?;
-        let early = match self.backend() {
-            DatabaseBackend::Postgres => Some(next_number(self.writer()).await?),
-            _ => None,
+        let asks = [
+            notify::Ask {
+                event: Event::IncidentCreated,
+                actor: None,
+                people: vec![requester.id.0],
+                group: None,
+            },
+            audience.ask(Event::IncidentAssigned, Some(actor.user_id)),
+        ];
+        let mut heard = notify::resolve_all(self.conn(), &asks).await?;
+        let workers = heard.pop().unwrap_or_default();
+        let acknowledged = heard.pop().unwrap_or_default();
+        let draft = Draft {
+            id: Uuid::now_v7(),
+            priority: new.priority.unwrap_or(computed),
+            computed,
+            new,
+            requester: requester.id,
+            group: assignment.group,
+            assignee: assignment.assignee,
+            actor: actor.user_id,
+            actor_name: actor.display_name.clone(),
+            cfg: cfg.clone(),
+            acknowledged,
+            workers,
+            t,
         };
-        let id = IncidentId::new();
-        let actor_id = actor.user_id;
-        let actor_name = actor.display_name.clone();
-        self.write(move |txn| {
-            Box::pin(async move {
-                let number = match early {
-                    Some(n) => n,
-                    None => next_number(txn).await?,
-                };
-                let model = incident::Model {
-                    id: id.0,
-                    number,
-                    title: new.title.into_string(),
-                    description: new.description.into_string(),
-                    impact: i32::from(new.impact.get()),
-                    urgency: i32::from(new.urgency.get()),
-                    priority: i32::from(priority.get()),
-                    priority_overridden: new.priority.is_some(),
-                    category: new.category,
-                    major: new.major,
-                    state: State::New.as_str().to_owned(),
-                    hold_reason: None,
-                    resolution_code: None,
-                    resolution_notes: None,
-                    requester_id: requester.0,
-                    assignment_group_id: assignment.group,
-                    assignee_id: assignment.assignee,
-                    reassignment_count: 0,
-                    created_by: actor_id.0,
-                    version: 1,
-                    created_at: t,
-                    updated_at: t,
-                    first_response_at: None,
-                    resolved_at: None,
-                    closed_at: None,
-                    cancelled_at: None,
-                };
-                let am: incident::ActiveModel = model.clone().into();
-                incident::Entity::insert(am)
-                    .exec_without_returning(txn)
+        let (model, timers) = match self.backend() {
+            // On PostgreSQL the number is taken before, and shared with
+            // creates arriving together ([`crate::numbers`]). Everything
+            // else is one statement, atomic without a transaction around it.
+            DatabaseBackend::Postgres => {
+                let number = self
+                    .numbers
+                    .take(|k| reserve_numbers(self.writer(), k))
                     .await?;
-                let entry = |action, field, old, new| {
-                    Entry::new(KIND, id.0, Some(actor_id), action, t)
-                        .field(field)
-                        .change(old, new)
-                };
-                audit::write(
-                    txn,
-                    entry(
-                        "created",
-                        None,
-                        None,
-                        Some(RecordNumber::new(KIND, number).to_string()),
-                    ),
-                )
-                .await?;
-                if new.priority.is_some() {
-                    audit::write(
-                        txn,
-                        entry(
-                            "priority_overridden",
-                            Some("priority"),
-                            Some(computed.get().to_string()),
-                            Some(priority.get().to_string()),
-                        ),
-                    )
-                    .await?;
-                }
-                search::insert_rows(
-                    txn,
-                    vec![search::SearchRow::new(
-                        number,
-                        &model.title,
-                        &model.description,
-                        [],
-                    )],
-                )
-                .await?;
-                sla::sync_loaded(txn, &cfg.sla, &model, SyncEvent::Created, t).await?;
-                webhooks::emit_loaded(txn, &cfg.hooks, "incident.created", &model, None, t).await?;
-                let ctx = notify::incident_context(&model, Some(&actor_name));
-                let mut outbox = notify::rows(
-                    notify::Notice {
-                        event: Event::IncidentCreated,
-                        record_type: KIND.as_str(),
-                        record_id: id.0,
-                        actor: None,
-                        context: ctx.clone(),
-                        at: t,
-                    },
-                    &acknowledged,
-                );
-                outbox.extend(notify::rows(
-                    notify::Notice {
-                        event: Event::IncidentAssigned,
-                        record_type: KIND.as_str(),
-                        record_id: id.0,
-                        actor: Some(actor_id),
-                        context: ctx,
-                        at: t,
-                    },
-                    &workers,
-                ));
-                notify::insert(txn, outbox).await?;
-                Ok(())
-            })
-        })
-        .await?;
-        self.view(actor, id.0).await
+                let (writes, model, timers) = draft.writes(DatabaseBackend::Postgres, number)?;
+                writes.run(self.writer()).await?;
+                (model, timers)
+            }
+            // SQLite has one writer at a time anyway; there the number is
+            // taken in the (group-committed) transaction, as an extra
+            // commit would cost an extra fsync.
+            backend => {
+                self.write(move |txn| {
+                    Box::pin(async move {
+                        let number = next_number(txn).await?;
+                        let (writes, model, timers) = draft.writes(backend, number)?;
+                        writes.run(txn).await?;
+                        Ok((model, timers))
+                    })
+                })
+                .await?
+            }
+        };
+        // The answer is built from what was written, not read back: the
+        // names are the ones just resolved (the caller's from the
+        // authenticated actor), the SLA targets the timers just started.
+        let sla = sla::timer_views(&cfg.sla.clocks, &timers, t)?;
+        let mut users = HashMap::from([(requester.id.0, requester)]);
+        if let Some(u) = assignment.assignee_ref {
+            users.insert(u.id.0, u);
+        }
+        let groups: HashMap<Uuid, GroupRef> = assignment
+            .group_ref
+            .into_iter()
+            .map(|g| (g.id.0, g))
+            .collect();
+        Ok(view_of(actor, model, &users, &groups, sla))
     }
 
     /// An incident by id or number, if the caller may read it.
     pub async fn get_incident(&self, actor: &Actor, key: &str) -> Result<IncidentView, StoreError> {
         let reach = reach(actor)?;
         let q = by_key(key).ok_or(StoreError::NotFound("incident"))?;
-        let loaded = load(self.conn(), q).await?;
+        let loaded = load_one(self.conn(), q).await?;
         let m = loaded
             .models
             .first()

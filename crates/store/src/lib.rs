@@ -11,7 +11,9 @@ pub mod entities;
 mod error;
 pub mod idempotency;
 pub mod incidents;
+mod multi;
 pub mod notify;
+mod numbers;
 mod search;
 pub mod seed;
 pub mod sessions;
@@ -43,6 +45,8 @@ pub struct Store {
     cache: Arc<cache::ConfigCache>,
     /// Group commit for SQLite's writer; `None` on PostgreSQL.
     batcher: Option<batch::Batcher>,
+    /// Incident numbers reserved and not yet used (PostgreSQL).
+    numbers: Arc<numbers::Numbers>,
 }
 
 /// How long a node keeps SLA and webhook configuration unless told otherwise.
@@ -104,6 +108,7 @@ impl Store {
                 batcher: Some(batch::Batcher::start(writer.clone())?),
                 writer,
                 cache: Arc::new(cache::ConfigCache::new(DEFAULT_CONFIG_CACHE)),
+                numbers: Arc::default(),
             })
         } else {
             let db = Database::connect(options(max_connections, false))
@@ -114,6 +119,7 @@ impl Store {
                 db,
                 cache: Arc::new(cache::ConfigCache::new(DEFAULT_CONFIG_CACHE)),
                 batcher: None,
+                numbers: Arc::default(),
             })
         }
     }

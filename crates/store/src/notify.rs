@@ -8,10 +8,10 @@ use std::collections::HashSet;
 use chrono::Duration;
 use keel_core::UserId;
 use keel_core::time::{Timestamp, now};
-use sea_orm::sea_query::{Condition, Expr, OnConflict, Query};
+use sea_orm::sea_query::{Alias, Condition, Expr, OnConflict, Query, SelectStatement, UnionType};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait, Statement,
 };
 use serde_json::Value;
 use uuid::Uuid;
@@ -99,10 +99,23 @@ impl Audience {
         event: Event,
         actor: Option<UserId>,
     ) -> Result<Vec<Recipient>, StoreError> {
-        match (self.assignee, self.group) {
-            (Some(a), _) => resolve(db, event, actor, &[a], None).await,
-            (None, Some(g)) => resolve(db, event, actor, &[], Some(g)).await,
-            (None, None) => Ok(Vec::new()),
+        Ok(resolve_all(db, &[self.ask(event, actor)])
+            .await?
+            .pop()
+            .unwrap_or_default())
+    }
+
+    /// The [`Ask`] that [`Audience::resolve`] answers.
+    pub fn ask(&self, event: Event, actor: Option<UserId>) -> Ask {
+        let (people, group) = match (self.assignee, self.group) {
+            (Some(a), _) => (vec![a], None),
+            (None, g) => (vec![], g),
+        };
+        Ask {
+            event,
+            actor,
+            people,
+            group,
         }
     }
 
@@ -228,8 +241,72 @@ pub(crate) async fn resolve<C: ConnectionTrait>(
     people: &[Uuid],
     group: Option<Uuid>,
 ) -> Result<Vec<Recipient>, StoreError> {
+    let ask = Ask {
+        event,
+        actor,
+        people: people.to_vec(),
+        group,
+    };
+    Ok(resolve_all(db, &[ask]).await?.pop().unwrap_or_default())
+}
+
+/// One audience to [`resolve`]: `people` and the members of `group` who
+/// are to hear of `event`, never `actor`.
+#[derive(Debug, Clone)]
+pub(crate) struct Ask {
+    pub event: Event,
+    pub actor: Option<UserId>,
+    pub people: Vec<Uuid>,
+    pub group: Option<Uuid>,
+}
+
+/// [`resolve`]s several audiences in one query; answers in `asks` order.
+pub(crate) async fn resolve_all<C: ConnectionTrait>(
+    db: &C,
+    asks: &[Ask],
+) -> Result<Vec<Vec<Recipient>>, StoreError> {
+    let mut out = vec![Vec::new(); asks.len()];
+    let mut all: Option<SelectStatement> = None;
+    for (i, ask) in asks.iter().enumerate() {
+        let Some(mut q) = recipients_query(ask) else {
+            continue;
+        };
+        q.expr_as(Expr::val(i64::try_from(i).unwrap_or(0)), Alias::new("ask"));
+        match &mut all {
+            None => all = Some(q),
+            Some(u) => {
+                u.union(UnionType::All, q);
+            }
+        }
+    }
+    let Some(all) = all else {
+        return Ok(out);
+    };
+    for row in db
+        .query_all_raw(db.get_database_backend().build(&all))
+        .await?
+    {
+        let i: i64 = row.try_get("", "ask")?;
+        if let Some(to) = usize::try_from(i).ok().and_then(|i| out.get_mut(i)) {
+            to.push(Recipient {
+                id: row.try_get("", "id")?,
+                email: row.try_get("", "email")?,
+            });
+        }
+    }
+    Ok(out)
+}
+
+/// The query [`resolve`] runs for one audience; `None` if it is empty.
+fn recipients_query(ask: &Ask) -> Option<SelectStatement> {
+    let Ask {
+        event,
+        actor,
+        ref people,
+        group,
+    } = *ask;
     if people.is_empty() && group.is_none() {
-        return Ok(Vec::new());
+        return None;
     }
     let mut who = Condition::any();
     if !people.is_empty() {
@@ -265,12 +342,7 @@ pub(crate) async fn resolve<C: ConnectionTrait>(
     if let Some(a) = actor {
         q = q.filter(user::Column::Id.ne(a.0));
     }
-    Ok(q.into_tuple::<(Uuid, String)>()
-        .all(db)
-        .await?
-        .into_iter()
-        .map(|(id, email)| Recipient { id, email })
-        .collect())
+    Some(q.into_query())
 }
 
 /// The outbox rows telling `notice` to `to`.
@@ -296,12 +368,21 @@ pub(crate) async fn insert<C: ConnectionTrait>(
     db: &C,
     rows: Vec<outbox::ActiveModel>,
 ) -> Result<(), StoreError> {
-    if !rows.is_empty() {
-        outbox::Entity::insert_many(rows)
-            .exec_without_returning(db)
-            .await?;
+    if let Some(s) = insert_statement(db.get_database_backend(), rows) {
+        db.execute_raw(s).await?;
     }
     Ok(())
+}
+
+/// The insert [`insert`] makes, to send with others.
+pub(crate) fn insert_statement(
+    backend: DatabaseBackend,
+    rows: Vec<outbox::ActiveModel>,
+) -> Option<Statement> {
+    if rows.is_empty() {
+        return None;
+    }
+    Some(outbox::Entity::insert_many(rows).build(backend))
 }
 
 /// Writes one outbox row to an address that is not a user's (a manager's

@@ -88,10 +88,20 @@ pub(crate) async fn insert_rows<C: ConnectionTrait>(
     db: &C,
     rows: Vec<SearchRow>,
 ) -> Result<(), StoreError> {
-    if rows.is_empty() {
-        return Ok(());
+    if let Some(s) = insert_statement(db.get_database_backend(), rows) {
+        db.execute_raw(s).await?;
     }
-    let backend = db.get_database_backend();
+    Ok(())
+}
+
+/// The insert [`insert_rows`] makes, to send with others.
+pub(crate) fn insert_statement(
+    backend: DatabaseBackend,
+    rows: Vec<SearchRow>,
+) -> Option<Statement> {
+    if rows.is_empty() {
+        return None;
+    }
     let mut text = format!(
         "INSERT INTO incident_search ({}, title, description, public_comments, internal_comments) VALUES ",
         key_column(backend)
@@ -110,8 +120,7 @@ pub(crate) async fn insert_rows<C: ConnectionTrait>(
             r.internal_comments.into(),
         ]);
     }
-    db.execute_raw(stmt(backend, &text, values)).await?;
-    Ok(())
+    Some(stmt(backend, &text, values))
 }
 
 /// Rebuilds the search row of one incident from its fields and comments.

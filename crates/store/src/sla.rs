@@ -15,8 +15,8 @@ use keel_sla::{
 };
 use sea_orm::sea_query::{Condition, Expr, Query};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect, TransactionTrait,
+    ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -385,32 +385,40 @@ impl Store {
             .filter(sla_timer::Column::RecordId.is_in(record_ids.iter().copied()))
             .all(self.conn())
             .await?;
-        let clocks = clocks(self.conn(), rows.iter().filter_map(|r| r.calendar_id)).await?;
+        self.timer_views_of(rows.into_iter().fold(
+            HashMap::<Uuid, Vec<sla_timer::Model>>::new(),
+            |mut m, r| {
+                m.entry(r.record_id).or_default().push(r);
+                m
+            },
+        ))
+        .await
+    }
+
+    /// The views of timers already read, by record id.
+    pub(crate) async fn timer_views_of(
+        &self,
+        rows: HashMap<Uuid, Vec<sla_timer::Model>>,
+    ) -> Result<HashMap<Uuid, Vec<SlaTimerView>>, StoreError> {
+        // Calendars come from the node's SLA configuration; one made on
+        // another node a moment ago is read here.
+        let cfg = self.sla_config().await?;
+        let missing: Vec<Uuid> = rows
+            .values()
+            .flatten()
+            .filter_map(|r| r.calendar_id)
+            .filter(|c| !cfg.clocks.contains_key(c))
+            .collect();
+        let mut more = HashMap::new();
+        if !missing.is_empty() {
+            more = cfg.clocks.clone();
+            more.extend(clocks(self.conn(), missing).await?);
+        }
+        let clocks = if more.is_empty() { &cfg.clocks } else { &more };
         let t = now();
-        let mut out: HashMap<Uuid, Vec<SlaTimerView>> = HashMap::new();
-        for r in rows {
-            let Some(kind) = TargetKind::parse(&r.kind) else {
-                continue;
-            };
-            let timer = timer_of(&r)?;
-            let clock = clock_for(&clocks, r.calendar_id);
-            let mut status = timer.status(clock, t);
-            // A breach the worker recorded stays a breach, whatever the clock says now.
-            if r.breached_at.is_some() && status.state != TimerState::Met {
-                status.state = TimerState::Breached;
-            }
-            out.entry(r.record_id).or_default().push(SlaTimerView {
-                kind,
-                policy_id: r.policy_id,
-                target_secs: r.target_secs,
-                status,
-                breached_at: r.breached_at,
-            });
-        }
-        for v in out.values_mut() {
-            v.sort_by_key(|s| TargetKind::ALL.iter().position(|k| *k == s.kind));
-        }
-        Ok(out)
+        rows.into_iter()
+            .map(|(id, rows)| Ok((id, timer_views(clocks, &rows, t)?)))
+            .collect()
     }
 
     /// One pass of the SLA worker: claims up to `batch` timers whose next
@@ -673,6 +681,36 @@ fn state_str(s: TimerState) -> &'static str {
     }
 }
 
+/// The views of one record's timers as of `t`, in [`TargetKind::ALL`] order.
+pub(crate) fn timer_views(
+    clocks: &HashMap<Uuid, Clock>,
+    rows: &[sla_timer::Model],
+    t: Timestamp,
+) -> Result<Vec<SlaTimerView>, StoreError> {
+    let mut out = Vec::with_capacity(rows.len());
+    for r in rows {
+        let Some(kind) = TargetKind::parse(&r.kind) else {
+            continue;
+        };
+        let timer = timer_of(r)?;
+        let clock = clock_for(clocks, r.calendar_id);
+        let mut status = timer.status(clock, t);
+        // A breach the worker recorded stays a breach, whatever the clock says now.
+        if r.breached_at.is_some() && status.state != TimerState::Met {
+            status.state = TimerState::Breached;
+        }
+        out.push(SlaTimerView {
+            kind,
+            policy_id: r.policy_id,
+            target_secs: r.target_secs,
+            status,
+            breached_at: r.breached_at,
+        });
+    }
+    out.sort_by_key(|s| TargetKind::ALL.iter().position(|k| *k == s.kind));
+    Ok(out)
+}
+
 fn timer_of(r: &sla_timer::Model) -> Result<Timer, StoreError> {
     let pauses: Vec<Pause> = parse_spec(&r.pauses)?;
     Ok(Timer {
@@ -753,32 +791,78 @@ pub(crate) async fn sync_loaded<C: ConnectionTrait>(
     event: SyncEvent,
     t: Timestamp,
 ) -> Result<(), StoreError> {
-    let id = m.id;
-    let facts = Facts {
-        priority: u8::try_from(m.priority).unwrap_or(5),
-        group: m.assignment_group_id,
-        category: m.category.as_deref(),
-    };
-    let policy = cfg.policies.iter().find(|p| p.spec.matches(&facts));
     // A record being created has no timers yet.
     let existing: Vec<sla_timer::Model> = if event == SyncEvent::Created {
         Vec::new()
     } else {
         sla_timer::Entity::find()
             .filter(sla_timer::Column::RecordType.eq(KIND.as_str()))
-            .filter(sla_timer::Column::RecordId.eq(id))
+            .filter(sla_timer::Column::RecordId.eq(m.id))
             .all(db)
             .await?
     };
+    let planned = plan(cfg, m, &existing, event, t)?;
+    for r in planned.updated {
+        sla_timer::Entity::update(sla_timer::ActiveModel::from(r).reset_all())
+            .exec(db)
+            .await?;
+    }
+    if let Some(s) = insert_statement(db.get_database_backend(), &planned.inserted) {
+        db.execute_raw(s).await?;
+    }
+    Ok(())
+}
+
+/// The timer rows [`sync_loaded`] writes.
+#[derive(Debug, Default)]
+pub(crate) struct TimerRows {
+    /// Existing timers, changed.
+    pub updated: Vec<sla_timer::Model>,
+    /// New timers (all of them, for a new record).
+    pub inserted: Vec<sla_timer::Model>,
+}
+
+/// New timers in one insert, to send with other writes.
+pub(crate) fn insert_statement(
+    backend: DatabaseBackend,
+    rows: &[sla_timer::Model],
+) -> Option<Statement> {
+    if rows.is_empty() {
+        return None;
+    }
+    Some(
+        sla_timer::Entity::insert_many(
+            rows.iter()
+                .map(|r| sla_timer::ActiveModel::from(r.clone()).reset_all()),
+        )
+        .build(backend),
+    )
+}
+
+/// What the timers of `m` become, given its `existing` timers; no I/O.
+pub(crate) fn plan(
+    cfg: &SlaConfig,
+    m: &incident::Model,
+    existing: &[sla_timer::Model],
+    event: SyncEvent,
+    t: Timestamp,
+) -> Result<TimerRows, StoreError> {
+    let id = m.id;
+    let mut out = TimerRows::default();
+    let facts = Facts {
+        priority: u8::try_from(m.priority).unwrap_or(5),
+        group: m.assignment_group_id,
+        category: m.category.as_deref(),
+    };
+    let policy = cfg.policies.iter().find(|p| p.spec.matches(&facts));
     if policy.is_none() && existing.is_empty() {
-        return Ok(());
+        return Ok(out);
     }
     let state = m
         .state
         .parse::<keel_incident::State>()
         .unwrap_or(keel_incident::State::New);
     let clocks = &cfg.clocks;
-    let mut new_timers = Vec::new();
     for kind in TargetKind::ALL {
         let target = policy.and_then(|p| p.spec.target(kind));
         let row = existing.iter().find(|r| r.kind == kind.as_str());
@@ -870,37 +954,31 @@ pub(crate) async fn sync_loaded<C: ConnectionTrait>(
         } else {
             state_str(status.state)
         };
-        let am = sla_timer::ActiveModel {
-            id: Set(row.map_or_else(Uuid::now_v7, |r| r.id)),
-            record_type: Set(KIND.as_str().to_owned()),
-            record_id: Set(id),
-            kind: Set(kind.as_str().to_owned()),
-            policy_id: Set(policy_id),
-            calendar_id: Set(calendar_id),
-            target_secs: Set(timer.target_secs),
-            started_at: Set(timer.started_at),
-            pauses: Set(to_json(&timer.pauses)),
-            stopped_at: Set(timer.stopped_at),
-            state: Set(state_s.to_owned()),
-            due_at: Set(status.due_at),
-            warned_percent: Set(warned),
-            breached_at: Set(breached_at),
-            next_check_at: Set(next),
-            updated_at: Set(t),
+        let r = sla_timer::Model {
+            id: row.map_or_else(Uuid::now_v7, |r| r.id),
+            record_type: KIND.as_str().to_owned(),
+            record_id: id,
+            kind: kind.as_str().to_owned(),
+            policy_id,
+            calendar_id,
+            target_secs: timer.target_secs,
+            started_at: timer.started_at,
+            pauses: to_json(&timer.pauses),
+            stopped_at: timer.stopped_at,
+            state: state_s.to_owned(),
+            due_at: status.due_at,
+            warned_percent: warned,
+            breached_at,
+            next_check_at: next,
+            updated_at: t,
         };
         if row.is_some() {
-            sla_timer::Entity::update(am).exec(db).await?;
+            out.updated.push(r);
         } else {
-            new_timers.push(am);
+            out.inserted.push(r);
         }
     }
-    // New timers (all of them, for a new record) go in one statement.
-    if !new_timers.is_empty() {
-        sla_timer::Entity::insert_many(new_timers)
-            .exec_without_returning(db)
-            .await?;
-    }
-    Ok(())
+    Ok(out)
 }
 
 /// SLA list filters for incidents.

@@ -9,8 +9,8 @@ use std::sync::Arc;
 
 use sea_orm::sea_query::{Expr, Query};
 use sea_orm::{
-    ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, QueryFilter, QueryOrder,
-    QuerySelect,
+    ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter,
+    QueryOrder, QuerySelect, Statement,
 };
 use serde_json::{Value, json};
 use uuid::Uuid;
@@ -169,9 +169,26 @@ pub(crate) async fn emit_loaded<C: ConnectionTrait>(
     extra: Option<(&str, Value)>,
     t: Timestamp,
 ) -> Result<(), StoreError> {
+    for s in statements(db.get_database_backend(), subs, event, m, extra, t)? {
+        db.execute_raw(s).await?;
+    }
+    Ok(())
+}
+
+/// The inserts [`emit_loaded`] makes, one per subscription that wants
+/// `event`, to send with others.
+pub(crate) fn statements(
+    backend: DatabaseBackend,
+    subs: &[Subscription],
+    event: &str,
+    m: &incident::Model,
+    extra: Option<(&str, Value)>,
+    t: Timestamp,
+) -> Result<Vec<Statement>, StoreError> {
     let wanted: Vec<&Subscription> = subs.iter().filter(|s| s.wants(event)).collect();
+    let mut out = Vec::with_capacity(wanted.len());
     if wanted.is_empty() {
-        return Ok(());
+        return Ok(out);
     }
     let mut data = incident_snapshot(m);
     if let (Some((k, v)), Some(obj)) = (extra, data.as_object_mut()) {
@@ -209,9 +226,9 @@ pub(crate) async fn emit_loaded<C: ConnectionTrait>(
             )
             .map_err(|e| StoreError::Db(sea_orm::DbErr::Custom(e.to_string())))?
             .to_owned();
-        db.execute(&insert).await?;
+        out.push(backend.build(&insert));
     }
-    Ok(())
+    Ok(out)
 }
 
 impl Store {

@@ -1,0 +1,255 @@
+//! Several writes sent to the database as one call.
+//!
+//! Each statement sent to the database costs a round trip: on PostgreSQL a
+//! network exchange and a parse, on SQLite two hand-offs between the async
+//! task and sqlx's SQLite thread. A write that inserts a record, its audit
+//! entry, its search row and its outbox rows need not pay that four times:
+//!
+//! - on SQLite the statements are joined with `;` and run by one call (sqlx
+//!   binds the `?` parameters across them in order);
+//! - on PostgreSQL every statement but the last becomes a data-modifying
+//!   common table expression of the last, which makes them one statement,
+//!   atomic on its own (constraints are checked at its end).
+//!
+//! The parts must not depend on each other's effects: PostgreSQL runs the
+//! parts of one statement against the same snapshot. Inserting a record and
+//! rows that refer to it is fine; updating a row another part inserts is not.
+//! A part must not start with `WITH` of its own.
+
+use sea_orm::{ConnectionTrait, DatabaseBackend, Statement, Value, Values};
+
+use crate::StoreError;
+
+/// Writes to send together.
+pub(crate) struct Writes {
+    backend: DatabaseBackend,
+    parts: Vec<Statement>,
+}
+
+impl Writes {
+    pub fn new(backend: DatabaseBackend) -> Self {
+        Writes {
+            backend,
+            parts: Vec::new(),
+        }
+    }
+
+    /// Adds a statement built for this backend.
+    pub fn push(&mut self, s: Statement) {
+        self.parts.push(s);
+    }
+
+    /// Adds a statement if there is one.
+    pub fn push_opt(&mut self, s: Option<Statement>) {
+        if let Some(s) = s {
+            self.push(s);
+        }
+    }
+
+    /// The one statement that makes all the writes, if there are any.
+    pub fn statement(self) -> Option<Statement> {
+        let backend = self.backend;
+        let mut parts = self.parts;
+        if parts.len() <= 1 {
+            return parts.pop();
+        }
+        let mut values: Vec<Value> = Vec::new();
+        let mut text = String::new();
+        let last = parts.len() - 1;
+        for (i, part) in parts.into_iter().enumerate() {
+            let offset = values.len();
+            match backend {
+                DatabaseBackend::Postgres => {
+                    let sql = shift_placeholders(&part.sql, offset);
+                    if i == last {
+                        // The main statement follows the last CTE.
+                        text.push(' ');
+                        text.push_str(&sql);
+                    } else {
+                        text.push_str(if i == 0 { "WITH " } else { ", " });
+                        text.push_str(&format!("w{i} AS ({sql})"));
+                    }
+                }
+                _ => {
+                    if i > 0 {
+                        text.push_str(";\n");
+                    }
+                    text.push_str(&part.sql);
+                }
+            }
+            if let Some(Values(v)) = part.values {
+                values.extend(v);
+            }
+        }
+        Some(Statement::from_sql_and_values(backend, text, values))
+    }
+
+    /// Runs the writes; nothing to do is fine.
+    pub async fn run<C: ConnectionTrait>(self, db: &C) -> Result<(), StoreError> {
+        if let Some(s) = self.statement() {
+            db.execute_raw(s).await?;
+        }
+        Ok(())
+    }
+}
+
+/// `$n` placeholders renumbered as `$(n + offset)`, outside quoted strings
+/// and identifiers.
+fn shift_placeholders(sql: &str, offset: usize) -> String {
+    if offset == 0 {
+        return sql.to_owned();
+    }
+    let mut out = String::with_capacity(sql.len() + 16);
+    let mut quote: Option<char> = None;
+    let mut chars = sql.char_indices().peekable();
+    while let Some((_, c)) = chars.next() {
+        match quote {
+            Some(q) => {
+                out.push(c);
+                if c == q {
+                    quote = None;
+                }
+            }
+            None if c == '\'' || c == '"' => {
+                quote = Some(c);
+                out.push(c);
+            }
+            None if c == '$' => {
+                let mut digits = String::new();
+                while let Some(&(_, d)) = chars.peek() {
+                    if !d.is_ascii_digit() {
+                        break;
+                    }
+                    digits.push(d);
+                    chars.next();
+                }
+                match digits.parse::<usize>() {
+                    Ok(n) => {
+                        out.push('$');
+                        out.push_str(&(n + offset).to_string());
+                    }
+                    Err(_) => {
+                        out.push('$');
+                        out.push_str(&digits);
+                    }
+                }
+            }
+            None => out.push(c),
+        }
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sea_orm::{Database, DbBackend};
+
+    fn st(backend: DbBackend, sql: &str, values: Vec<Value>) -> Statement {
+        Statement::from_sql_and_values(backend, sql, values)
+    }
+
+    #[test]
+    fn postgres_parts_become_one_statement_with_renumbered_parameters() {
+        let mut w = Writes::new(DbBackend::Postgres);
+        w.push(st(
+            DbBackend::Postgres,
+            r#"INSERT INTO "a" ("x", "y") VALUES ($1, $2)"#,
+            vec![1.into(), "$1".into()],
+        ));
+        w.push(st(
+            DbBackend::Postgres,
+            r#"INSERT INTO "b" ("x") VALUES ($1), ($2)"#,
+            vec![3.into(), 4.into()],
+        ));
+        w.push(st(
+            DbBackend::Postgres,
+            r#"INSERT INTO "c" ("x", "$1") VALUES ($1) ON CONFLICT DO NOTHING"#,
+            vec![5.into()],
+        ));
+        let s = w.statement().unwrap_or_else(|| panic!("no statement"));
+        assert_eq!(
+            s.sql,
+            r#"WITH w0 AS (INSERT INTO "a" ("x", "y") VALUES ($1, $2)), w1 AS (INSERT INTO "b" ("x") VALUES ($3), ($4)) INSERT INTO "c" ("x", "$1") VALUES ($5) ON CONFLICT DO NOTHING"#
+        );
+        assert_eq!(s.values.map(|v| v.0.len()), Some(5));
+    }
+
+    #[test]
+    fn one_part_is_sent_as_it_is_and_none_is_nothing() {
+        assert!(Writes::new(DbBackend::Postgres).statement().is_none());
+        let mut w = Writes::new(DbBackend::Postgres);
+        w.push(st(
+            DbBackend::Postgres,
+            "DELETE FROM t WHERE n = $1",
+            vec![1.into()],
+        ));
+        let s = w.statement().unwrap_or_else(|| panic!("no statement"));
+        assert_eq!(s.sql, "DELETE FROM t WHERE n = $1");
+    }
+
+    #[test]
+    fn a_dollar_that_is_not_a_placeholder_is_left_alone() {
+        assert_eq!(shift_placeholders("SELECT $x, $12", 3), "SELECT $x, $15");
+        assert_eq!(shift_placeholders("SELECT '$1'", 3), "SELECT '$1'");
+    }
+
+    #[tokio::test]
+    async fn sqlite_runs_every_part_in_one_call_with_parameters_in_order() {
+        let db = Database::connect("sqlite::memory:")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        db.execute_unprepared("CREATE TABLE t (n INTEGER, s TEXT)")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut w = Writes::new(DbBackend::Sqlite);
+        w.push(st(
+            DbBackend::Sqlite,
+            "INSERT INTO t (n, s) VALUES (?, ?)",
+            vec![1.into(), "a;b".into()],
+        ));
+        w.push_opt(None);
+        w.push_opt(Some(st(
+            DbBackend::Sqlite,
+            "INSERT INTO t (n, s) VALUES (?, ?), (?, ?)",
+            vec![2.into(), "c".into(), 3.into(), "d".into()],
+        )));
+        w.run(&db).await.unwrap_or_else(|e| panic!("{e}"));
+        let got: Vec<(i64, String)> = db
+            .query_all_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                "SELECT n, s FROM t ORDER BY n",
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .iter()
+            .filter_map(|r| Some((r.try_get("", "n").ok()?, r.try_get("", "s").ok()?)))
+            .collect();
+        assert_eq!(
+            got,
+            vec![(1, "a;b".into()), (2, "c".into()), (3, "d".into())]
+        );
+    }
+
+    #[tokio::test]
+    async fn a_failing_part_on_sqlite_is_an_error() {
+        let db = Database::connect("sqlite::memory:")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        db.execute_unprepared("CREATE TABLE t (n INTEGER PRIMARY KEY)")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut w = Writes::new(DbBackend::Sqlite);
+        w.push(st(
+            DbBackend::Sqlite,
+            "INSERT INTO t (n) VALUES (?)",
+            vec![1.into()],
+        ));
+        w.push(st(
+            DbBackend::Sqlite,
+            "INSERT INTO t (n) VALUES (?)",
+            vec![1.into()],
+        ));
+        assert!(w.run(&db).await.is_err());
+    }
+}
