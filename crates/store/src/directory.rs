@@ -474,8 +474,7 @@ impl Store {
         Ok(group_view(g, member_count))
     }
 
-    /// Finds a group by id (a UUID) or exact name.
-    /// Finds a group by id (a UUID) or name: its id and name only.
+    /// Finds a group by id (a UUID) or exact name: its id and name only.
     pub(crate) async fn resolve_group_ref(
         &self,
         key: &str,
@@ -497,6 +496,7 @@ impl Store {
             }))
     }
 
+    /// Finds a group by id (a UUID) or exact name.
     pub async fn resolve_group(&self, key: &str) -> Result<Option<GroupView>, StoreError> {
         let q = group::Entity::find();
         let q = match Uuid::parse_str(key) {

@@ -789,12 +789,20 @@ async fn save(
     Ok(())
 }
 
+/// A checked group and assignee, as views show them.
 struct Assignment {
-    group: Option<Uuid>,
-    assignee: Option<Uuid>,
-    /// The group and assignee as views show them.
-    group_ref: Option<GroupRef>,
-    assignee_ref: Option<UserRef>,
+    group: Option<GroupRef>,
+    assignee: Option<UserRef>,
+}
+
+impl Assignment {
+    fn group_id(&self) -> Option<Uuid> {
+        self.group.as_ref().map(|g| g.id.0)
+    }
+
+    fn assignee_id(&self) -> Option<Uuid> {
+        self.assignee.as_ref().map(|u| u.id.0)
+    }
 }
 
 impl Store {
@@ -850,19 +858,13 @@ impl Store {
                         "the assignee is not a member of the assignment group",
                     ));
                 }
-                Some(UserRef {
-                    id: u.id,
-                    username: u.username,
-                    display_name: u.display_name,
-                })
+                Some(u.as_ref())
             }
             None => None,
         };
         Ok(Assignment {
-            group: group.map(|g| g.0),
-            assignee: assignee.as_ref().map(|u| u.id.0),
-            group_ref,
-            assignee_ref: assignee,
+            group: group_ref,
+            assignee,
         })
     }
 
@@ -947,24 +949,18 @@ impl Store {
                 }
                 own()
             }
-            Some(k) => {
-                let u = self
-                    .resolve_user(k)
-                    .await?
-                    .filter(|u| u.active)
-                    .ok_or_else(|| {
-                        StoreError::invalid(
-                            "incident.unknown_requester",
-                            "requester",
-                            "no such active user",
-                        )
-                    })?;
-                UserRef {
-                    id: u.id,
-                    username: u.username,
-                    display_name: u.display_name,
-                }
-            }
+            Some(k) => self
+                .resolve_user(k)
+                .await?
+                .filter(|u| u.active)
+                .ok_or_else(|| {
+                    StoreError::invalid(
+                        "incident.unknown_requester",
+                        "requester",
+                        "no such active user",
+                    )
+                })?
+                .as_ref(),
         };
         let assignment = self
             .resolve_assignment(new.assignment_group.as_deref(), new.assignee.as_deref())
@@ -977,8 +973,8 @@ impl Store {
         // requester hears of their own incident too: it is the
         // acknowledgement.
         let audience = Audience {
-            assignee: assignment.assignee,
-            group: assignment.group,
+            assignee: assignment.assignee_id(),
+            group: assignment.group_id(),
         };
         let asks = [
             notify::Ask {
@@ -998,8 +994,8 @@ impl Store {
             computed,
             new,
             requester: requester.id,
-            group: assignment.group,
-            assignee: assignment.assignee,
+            group: assignment.group_id(),
+            assignee: assignment.assignee_id(),
             actor: actor.user_id,
             actor_name: actor.display_name.clone(),
             cfg: cfg.clone(),
@@ -1040,14 +1036,11 @@ impl Store {
         // authenticated actor), the SLA targets the timers just started.
         let sla = sla::timer_views(&cfg.sla.clocks, &timers, t)?;
         let mut users = HashMap::from([(requester.id.0, requester)]);
-        if let Some(u) = assignment.assignee_ref {
+        if let Some(u) = assignment.assignee {
             users.insert(u.id.0, u);
         }
-        let groups: HashMap<Uuid, GroupRef> = assignment
-            .group_ref
-            .into_iter()
-            .map(|g| (g.id.0, g))
-            .collect();
+        let groups: HashMap<Uuid, GroupRef> =
+            assignment.group.into_iter().map(|g| (g.id.0, g)).collect();
         Ok(view_of(actor, model, &users, &groups, sla))
     }
 
@@ -1208,13 +1201,12 @@ impl Store {
             let group_changed_only = patch.assignment_group.is_some() && patch.assignee.is_none();
             let resolved = self.resolve_assignment(group_key.as_deref(), None).await?;
             let assignee = match &patch.assignee {
-                Some(a) => {
-                    self.resolve_assignment(group_key.as_deref(), a.as_deref())
-                        .await?
-                        .assignee
-                }
+                Some(a) => self
+                    .resolve_assignment(group_key.as_deref(), a.as_deref())
+                    .await?
+                    .assignee_id(),
                 // A new group keeps the assignee only if they belong to it.
-                None => match (m.assignee_id, resolved.group) {
+                None => match (m.assignee_id, resolved.group_id()) {
                     (Some(a), Some(g)) if group_changed_only => {
                         is_member_in(self.conn(), GroupId(g), UserId(a))
                             .await?
@@ -1224,16 +1216,16 @@ impl Store {
                     (a, _) => a,
                 },
             };
-            let group_changed = resolved.group != m.assignment_group_id;
+            let group_changed = resolved.group_id() != m.assignment_group_id;
             let assignee_changed = assignee != m.assignee_id;
             if group_changed {
                 changes.push((
                     "updated",
                     "assignment_group",
                     m.assignment_group_id.map(|g| g.to_string()),
-                    resolved.group.map(|g| g.to_string()),
+                    resolved.group_id().map(|g| g.to_string()),
                 ));
-                am.assignment_group_id = Set(resolved.group);
+                am.assignment_group_id = Set(resolved.group_id());
             }
             if assignee_changed {
                 changes.push((

@@ -149,6 +149,17 @@ mod tests {
         Statement::from_sql_and_values(backend, sql, values)
     }
 
+    /// An in-memory SQLite database with one table made by `ddl`.
+    async fn memory_db(ddl: &str) -> sea_orm::DatabaseConnection {
+        let db = Database::connect("sqlite::memory:")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        db.execute_unprepared(ddl)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        db
+    }
+
     #[test]
     fn postgres_parts_become_one_statement_with_renumbered_parameters() {
         let mut w = Writes::new(DbBackend::Postgres);
@@ -196,12 +207,7 @@ mod tests {
 
     #[tokio::test]
     async fn sqlite_runs_every_part_in_one_call_with_parameters_in_order() {
-        let db = Database::connect("sqlite::memory:")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        db.execute_unprepared("CREATE TABLE t (n INTEGER, s TEXT)")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let db = memory_db("CREATE TABLE t (n INTEGER, s TEXT)").await;
         let mut w = Writes::new(DbBackend::Sqlite);
         w.push(st(
             DbBackend::Sqlite,
@@ -233,12 +239,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_failing_part_on_sqlite_is_an_error() {
-        let db = Database::connect("sqlite::memory:")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        db.execute_unprepared("CREATE TABLE t (n INTEGER PRIMARY KEY)")
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
+        let db = memory_db("CREATE TABLE t (n INTEGER PRIMARY KEY)").await;
         let mut w = Writes::new(DbBackend::Sqlite);
         w.push(st(
             DbBackend::Sqlite,
