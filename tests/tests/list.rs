@@ -601,3 +601,77 @@ async fn a_search_pages_newest_number_first_and_shows_each_match_once(app: TestA
     );
     app.finish().await;
 }
+
+both!(a_listed_incident_is_shown_as_a_get_shows_it);
+async fn a_listed_incident_is_shown_as_a_get_shows_it(app: TestApp) {
+    // A page reads its incidents' names (requester, assignee, group) in a
+    // statement of their own; the items must still be what a get shows.
+    let desk = app.desk().await;
+    let policy = app
+        .post("/api/v1/sla/policies", &desk.admin)
+        .json(&json!({"name": "Everything", "definition": {"targets": [
+            {"kind": "first_response", "secs": 900},
+            {"kind": "resolution", "secs": 14400}]}}))
+        .send()
+        .await
+        .unwrap();
+    assert!(policy.status().is_success(), "{}", policy.status());
+    let agent = &desk.agent.token;
+    app.create_incident(
+        agent,
+        json!({"title": "VPN drops every hour", "impact": 2, "urgency": 2,
+            "requester": desk.requester.username, "assignment_group": desk.group_name,
+            "assignee": desk.agent2.username}),
+    )
+    .await;
+    app.create_incident(
+        agent,
+        json!({"title": "Disk full", "impact": 3, "urgency": 3, "assignment_group": desk.group}),
+    )
+    .await;
+    app.create_incident(
+        &desk.requester.token,
+        json!({"title": "Printer offline", "impact": 3, "urgency": 3}),
+    )
+    .await;
+    // Elapsed and remaining time move on between the two answers.
+    let steady = |mut v: Value| {
+        for t in v["sla"].as_array_mut().unwrap() {
+            for k in ["elapsed_secs", "remaining_secs", "percent"] {
+                t.as_object_mut().unwrap().remove(k);
+            }
+        }
+        v
+    };
+    for (token, expected) in [(agent, 3), (&desk.requester.token, 2)] {
+        let page = app.list_incidents(token, &[]).await;
+        assert_eq!(items(&page).len(), expected, "{page}");
+        for item in items(&page) {
+            let read = app.incident(token, s(item, "id")).await;
+            assert_eq!(steady(item.clone()), steady(read));
+        }
+    }
+    let page = app.list_incidents(agent, &[]).await;
+    let names: HashSet<(&str, &str, &str)> = items(&page)
+        .iter()
+        .map(|i| {
+            (
+                i["requester"]["username"].as_str().unwrap_or(""),
+                i["assignee"]["username"].as_str().unwrap_or("-"),
+                i["assignment_group"]["name"].as_str().unwrap_or("-"),
+            )
+        })
+        .collect();
+    let want: HashSet<(&str, &str, &str)> = [
+        (
+            desk.requester.username.as_str(),
+            desk.agent2.username.as_str(),
+            desk.group_name.as_str(),
+        ),
+        (desk.agent.username.as_str(), "-", desk.group_name.as_str()),
+        (desk.requester.username.as_str(), "-", "-"),
+    ]
+    .into();
+    assert_eq!(names, want);
+    app.finish().await;
+}

@@ -396,7 +396,14 @@ fn incident(rng: &mut StdRng, c: Ctx<'_>) -> SeedIncident {
     let first_response = assignee.map(|_| c.created + minutes(rng, 2, 240));
     let resolved = match state {
         "resolved" | "closed" => {
-            let at = c.created + minutes(rng, 30, 60 * 24 * 5);
+            let mut at = c.created + minutes(rng, 30, 60 * 24 * 5);
+            if state == "resolved" {
+                // Still awaiting confirmation: resolved within the last six
+                // days, or the server's auto-close (after seven days by
+                // default) would start closing them, unasked, the moment it
+                // starts on the seeded data, in the middle of a benchmark.
+                at = at.max(c.now - Duration::days(6));
+            }
             Some(at.min(c.now - Duration::minutes(1)).max(c.created))
         }
         _ => None,

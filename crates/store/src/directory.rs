@@ -6,7 +6,7 @@ use keel_core::people::{EmailAddress, Username};
 use keel_core::query::{Cursor, Limit, Sort, SortDir, SortField};
 use keel_core::time::{Timestamp, now};
 use keel_core::{GroupId, Role, UserId};
-use sea_orm::sea_query::OnConflict;
+use sea_orm::sea_query::{Alias, Expr, ExprTrait, OnConflict, Query, UnionType};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, EntityTrait, PaginatorTrait, QueryFilter,
     QueryOrder, QuerySelect, QueryTrait, TransactionTrait,
@@ -241,6 +241,87 @@ pub(crate) async fn user_refs<C: ConnectionTrait>(
             )
         })
         .collect())
+}
+
+/// The names of `users` and `groups`, in one statement (a `UNION ALL` of
+/// the two lookups): what a page of records shows beside its ids.
+pub(crate) async fn refs_of<C: ConnectionTrait>(
+    db: &C,
+    users: &[Uuid],
+    groups: &[Uuid],
+) -> Result<(HashMap<Uuid, UserRef>, HashMap<Uuid, GroupRef>), StoreError> {
+    // Literal tags, not parameters: PostgreSQL cannot type an untyped
+    // parameter in a union's column.
+    let part = |table: Alias, name: &str, second: &str, tag: &'static str, ids: &[Uuid]| {
+        Query::select()
+            .column((table.clone(), Alias::new("id")))
+            .expr_as(
+                Expr::col((table.clone(), Alias::new(name))),
+                Alias::new("a"),
+            )
+            .expr_as(
+                Expr::col((table.clone(), Alias::new(second))),
+                Alias::new("b"),
+            )
+            .expr_as(Expr::cust(tag), Alias::new("tag"))
+            .from(table.clone())
+            .and_where(Expr::col((table, Alias::new("id"))).is_in(ids.iter().copied()))
+            .to_owned()
+    };
+    let mut parts = Vec::new();
+    if !users.is_empty() {
+        parts.push(part(
+            Alias::new("users"),
+            "username",
+            "display_name",
+            "0",
+            users,
+        ));
+    }
+    if !groups.is_empty() {
+        parts.push(part(
+            Alias::new("assignment_groups"),
+            "name",
+            "name",
+            "1",
+            groups,
+        ));
+    }
+    let mut out = (HashMap::new(), HashMap::new());
+    let Some(mut q) = parts.pop() else {
+        return Ok(out);
+    };
+    for p in parts {
+        q.union(UnionType::All, p);
+    }
+    for row in db
+        .query_all_raw(db.get_database_backend().build(&q))
+        .await?
+    {
+        let id: Uuid = row.try_get("", "id")?;
+        let a: String = row.try_get("", "a")?;
+        let tag: i32 = row.try_get("", "tag")?;
+        if tag == 0 {
+            let display_name: String = row.try_get("", "b")?;
+            out.0.insert(
+                id,
+                UserRef {
+                    id: UserId(id),
+                    username: a,
+                    display_name,
+                },
+            );
+        } else {
+            out.1.insert(
+                id,
+                GroupRef {
+                    id: GroupId(id),
+                    name: a,
+                },
+            );
+        }
+    }
+    Ok(out)
 }
 
 pub(crate) async fn group_refs<C: ConnectionTrait>(

@@ -24,7 +24,9 @@ use uuid::Uuid;
 
 use crate::audit::{self, Entry};
 use crate::cache::WriteConfig;
-use crate::directory::{GroupRef, Page, UserRef, is_member_in, page_next, user_ref, user_refs};
+use crate::directory::{
+    GroupRef, Page, UserRef, is_member_in, page_next, refs_of, user_ref, user_refs,
+};
 use crate::entities::{attachment, audit_event, comment, incident, link, sla_timer, watcher};
 use crate::multi::Writes;
 use crate::notify::{self, Audience, Event};
@@ -557,12 +559,38 @@ struct Loaded {
     timers: Option<HashMap<Uuid, Vec<sla_timer::Model>>>,
 }
 
-/// Runs `q` with [`REF_COLUMNS`] added.
+/// Runs `q` (a page of incidents), then reads the names their views show
+/// in a second statement ([`refs_of`]). Looking the names up in the page's
+/// own statement cost more: as correlated subqueries, PostgreSQL ran one
+/// index scan per name per row; as joins, it took 1.4 ms to plan (custom
+/// plans, at every run).
 async fn load<C: ConnectionTrait>(
     db: &C,
     q: sea_orm::Select<incident::Entity>,
 ) -> Result<Loaded, StoreError> {
-    load_rows(db, q, false).await
+    let mut loaded = load_rows(db, q, Rows::Plain).await?;
+    let mut users: Vec<Uuid> = Vec::new();
+    let mut groups: Vec<Uuid> = Vec::new();
+    for m in &loaded.models {
+        users.push(m.requester_id);
+        users.extend(m.assignee_id);
+        groups.extend(m.assignment_group_id);
+    }
+    for ids in [&mut users, &mut groups] {
+        ids.sort_unstable();
+        ids.dedup();
+    }
+    (loaded.users, loaded.groups) = refs_of(db, &users, &groups).await?;
+    Ok(loaded)
+}
+
+/// What [`load_rows`] reads beside the incidents themselves.
+#[derive(Clone, Copy, PartialEq)]
+enum Rows {
+    /// Nothing.
+    Plain,
+    /// The names of [`REF_COLUMNS`] and the joined SLA timers.
+    Whole,
 }
 
 /// [`load`] for one incident (`q` finds it by a unique key), with its SLA
@@ -585,18 +613,19 @@ async fn load_one<C: ConnectionTrait>(
             // with an analysed index column.
             .add(Expr::cust("sla_timers.record_type = 'incident'")),
     );
-    load_rows(db, q, true).await
+    load_rows(db, q, Rows::Whole).await
 }
 
 async fn load_rows<C: ConnectionTrait>(
     db: &C,
-    q: sea_orm::Select<incident::Entity>,
-    with_timers: bool,
+    mut q: sea_orm::Select<incident::Entity>,
+    rows: Rows,
 ) -> Result<Loaded, StoreError> {
-    let mut q = REF_COLUMNS
-        .iter()
-        .fold(q, |q, (alias, sql)| q.expr_as(Expr::cust(*sql), *alias));
+    let with_timers = rows == Rows::Whole;
     if with_timers {
+        q = REF_COLUMNS
+            .iter()
+            .fold(q, |q, (alias, sql)| q.expr_as(Expr::cust(*sql), *alias));
         for c in sla_timer::Column::iter() {
             q = q.expr_as(
                 Expr::col((sla_timer::Entity, c)),
@@ -609,7 +638,11 @@ async fn load_rows<C: ConnectionTrait>(
     let mut timers: HashMap<Uuid, Vec<sla_timer::Model>> = HashMap::new();
     for row in rows {
         let m = incident::Model::from_query_result(&row, "")?;
-        if with_timers {
+        if !with_timers {
+            out.models.push(m);
+            continue;
+        }
+        {
             let id: Option<Uuid> = row.try_get(TIMER_PREFIX, "id")?;
             if id.is_some() {
                 timers
