@@ -340,9 +340,8 @@ async fn find_model<C: ConnectionTrait>(
     }
 }
 
-/// The names an incident's view shows beside its ids, read in the same
-/// statement as the incident (correlated subqueries on primary keys), where
-/// they used to cost a query each for users and groups.
+/// The names an incident's view shows beside its ids, read by a get in the
+/// same statement as the incident (correlated subqueries on primary keys).
 const REF_COLUMNS: [(&str, &str); 5] = [
     (
         "ref_requester_username",
@@ -560,10 +559,11 @@ struct Loaded {
 }
 
 /// Runs `q` (a page of incidents), then reads the names their views show
-/// in a second statement ([`refs_of`]). Looking the names up in the page's
-/// own statement cost more: as correlated subqueries, PostgreSQL ran one
-/// index scan per name per row; as joins, it took 1.4 ms to plan (custom
-/// plans, at every run).
+/// in a second statement ([`refs_of`]). For a page of 50 at 1 M incidents
+/// this is about 10 % faster on SQLite than correlated subqueries in the
+/// page's statement, and no slower on PostgreSQL, where the subqueries ran
+/// one index scan per name per row and joins took 1.4 ms to plan at every
+/// run (bench/RESULTS.md, fifth session).
 async fn load<C: ConnectionTrait>(
     db: &C,
     q: sea_orm::Select<incident::Entity>,
@@ -621,8 +621,8 @@ async fn load_rows<C: ConnectionTrait>(
     mut q: sea_orm::Select<incident::Entity>,
     rows: Rows,
 ) -> Result<Loaded, StoreError> {
-    let with_timers = rows == Rows::Whole;
-    if with_timers {
+    let whole = rows == Rows::Whole;
+    if whole {
         q = REF_COLUMNS
             .iter()
             .fold(q, |q, (alias, sql)| q.expr_as(Expr::cust(*sql), *alias));
@@ -638,22 +638,20 @@ async fn load_rows<C: ConnectionTrait>(
     let mut timers: HashMap<Uuid, Vec<sla_timer::Model>> = HashMap::new();
     for row in rows {
         let m = incident::Model::from_query_result(&row, "")?;
-        if !with_timers {
+        if !whole {
             out.models.push(m);
             continue;
         }
-        {
-            let id: Option<Uuid> = row.try_get(TIMER_PREFIX, "id")?;
-            if id.is_some() {
-                timers
-                    .entry(m.id)
-                    .or_default()
-                    .push(sla_timer::Model::from_query_result(&row, TIMER_PREFIX)?);
-            }
-            // One row per timer: the incident itself is taken once.
-            if out.models.last().is_some_and(|l| l.id == m.id) {
-                continue;
-            }
+        let id: Option<Uuid> = row.try_get(TIMER_PREFIX, "id")?;
+        if id.is_some() {
+            timers
+                .entry(m.id)
+                .or_default()
+                .push(sla_timer::Model::from_query_result(&row, TIMER_PREFIX)?);
+        }
+        // One row per timer: the incident itself is taken once.
+        if out.models.last().is_some_and(|l| l.id == m.id) {
+            continue;
         }
         let people = [
             (
@@ -692,7 +690,7 @@ async fn load_rows<C: ConnectionTrait>(
         }
         out.models.push(m);
     }
-    if with_timers {
+    if whole {
         out.timers = Some(timers);
     }
     Ok(out)
