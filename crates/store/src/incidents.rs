@@ -608,9 +608,10 @@ async fn load_one<C: ConnectionTrait>(
                 Expr::col((sla_timer::Entity, sla_timer::Column::RecordId))
                     .equals((incident::Entity, incident::Column::Id)),
             )
-            // A literal, not a parameter: SQLite (built with STAT4) plans
-            // a statement again at every run when a parameter is compared
-            // with an analysed index column.
+            // A literal: it is the same for every get. (It was chosen when
+            // SQLite was built with STAT4 and planned a statement again
+            // whenever a parameter met an analysed index column; see
+            // `.cargo/config.toml`.)
             .add(Expr::cust("sla_timers.record_type = 'incident'")),
     );
     load_rows(db, q, Rows::Whole).await
