@@ -91,6 +91,13 @@ async fn main() -> std::io::Result<()> {
                     .busy_timeout(Duration::from_secs(10))
                     .foreign_keys(true)
             });
+        // The same checkout policy as Keel's store: no ping on SQLite, a
+        // ping on PostgreSQL only after a second idle.
+        if url.starts_with("sqlite:") {
+            opts.test_before_acquire(false);
+        } else {
+            opts.test_before_acquire_if_idle_for(Duration::from_secs(1));
+        }
         opts
     };
     let sqlite = url.starts_with("sqlite:");

@@ -1,5 +1,5 @@
 use keel_core::{DomainError, ErrorClass};
-use sea_orm::{DbErr, SqlErr};
+use sea_orm::{DbErr, RuntimeErr, SqlErr};
 
 /// Why a store operation failed.
 #[derive(Debug, thiserror::Error)]
@@ -70,6 +70,7 @@ impl From<DbErr> for StoreError {
         match &e {
             DbErr::Conn(_) | DbErr::ConnectionAcquire(_) => StoreError::Unavailable(e),
             _ if says_any(&e, CONNECTION_LOSS) => StoreError::Unavailable(e),
+            _ if driver_says_gone(&e) => StoreError::Unavailable(e),
             _ if says_any(&e, BUSY) => StoreError::Busy(e),
             _ => StoreError::Db(e),
         }
@@ -84,6 +85,34 @@ const CONNECTION_LOSS: &[&str] = &[
     "PoolTimedOut",
     "Io(",
 ];
+
+/// Whether the driver's own error says the server is out of reach: the
+/// connection's socket or TLS session failed (a stopped server leaves
+/// pooled connections that fail so on their next statement), or the server
+/// answered with a SQLSTATE of [`is_connection_loss`].
+fn driver_says_gone(e: &DbErr) -> bool {
+    use sea_orm::SqlxError;
+    let (DbErr::Exec(RuntimeErr::SqlxError(x)) | DbErr::Query(RuntimeErr::SqlxError(x))) = e else {
+        return false;
+    };
+    match x.as_ref() {
+        SqlxError::Io(_) | SqlxError::Tls(_) | SqlxError::PoolTimedOut | SqlxError::PoolClosed => {
+            true
+        }
+        SqlxError::Database(d) => d.code().is_some_and(|c| is_connection_loss(&c)),
+        _ => false,
+    }
+}
+
+/// PostgreSQL's SQLSTATE classes for a server that went away: 08
+/// (connection exception) and 57P (operator intervention: the server is
+/// shutting down, crashed or is not yet accepting connections). A pooled
+/// connection whose server was stopped holds the server's last "terminating
+/// connection" message, which its next statement receives as an error of
+/// class 57P. (SQLite's codes are plain numbers, never of these classes.)
+fn is_connection_loss(sqlstate: &str) -> bool {
+    sqlstate.starts_with("08") || sqlstate.starts_with("57P")
+}
 
 /// Lock waits that ran out: SQLite's `SQLITE_BUSY` / `SQLITE_LOCKED`, and
 /// PostgreSQL's deadlock, serialization and lock-not-available errors.
@@ -173,6 +202,33 @@ mod tests {
             assert!(matches!(e, StoreError::Busy(_)), "{msg}");
             assert_eq!(e.code(), "service.busy");
             assert_eq!(e.class(), ErrorClass::Unavailable);
+        }
+    }
+
+    #[test]
+    fn a_statement_on_a_connection_whose_server_went_away_is_unavailable() {
+        // What a pooled PostgreSQL connection gives once its server was
+        // stopped: sqlx's I/O error, whose message names no cause we match.
+        let io = std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            "peer closed connection without sending TLS close_notify",
+        );
+        let e = DbErr::Query(RuntimeErr::SqlxError(std::sync::Arc::new(
+            sea_orm::SqlxError::Io(io),
+        )));
+        let e = StoreError::from(e);
+        assert!(matches!(e, StoreError::Unavailable(_)));
+        assert_eq!(e.code(), "service.database_unavailable");
+    }
+
+    #[test]
+    fn a_server_going_away_is_told_by_its_sqlstate_class() {
+        for code in ["57P01", "57P02", "57P03", "08006", "08003"] {
+            assert!(is_connection_loss(code), "{code}");
+        }
+        // Unique violation, deadlock, SQLite's SQLITE_BUSY and constraint.
+        for code in ["23505", "40P01", "5", "2067"] {
+            assert!(!is_connection_loss(code), "{code}");
         }
     }
 

@@ -49,6 +49,10 @@ pub struct Store {
     numbers: Arc<numbers::Numbers>,
 }
 
+/// How long a PostgreSQL connection may sit idle in the pool before it is
+/// pinged at checkout (see [`Store::connect`]).
+const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+
 /// How long a node keeps SLA and webhook configuration unless told otherwise.
 pub const DEFAULT_CONFIG_CACHE: Duration = Duration::from_secs(2);
 
@@ -67,6 +71,7 @@ impl Store {
     /// WAL, full sync (a committed write survives a crash), a busy timeout
     /// (for other processes on the same file) and foreign keys.
     pub async fn connect(url: &str, max_connections: u32) -> Result<Store, StoreError> {
+        let sqlite = url.starts_with("sqlite:");
         let options = |max: u32, query_only: bool| {
             let mut opts = ConnectOptions::new(url.to_owned());
             opts.max_connections(max)
@@ -93,9 +98,25 @@ impl Store {
                         o
                     }
                 });
+            // sqlx pings a pooled connection before every checkout unless
+            // told otherwise: one more round trip per statement (to the
+            // connection's worker thread on SQLite, to the server on
+            // PostgreSQL). A SQLite connection is a file handle in this
+            // process and cannot be dropped by anyone else. A PostgreSQL
+            // one can (a restart, a proxy, a firewall), so it is still
+            // pinged once it has been idle for a second: under load a
+            // connection is reused within milliseconds and goes unpinged,
+            // and after an outage the stale ones are found before use.
+            // sqlx also pings every connection when it is released, which
+            // catches those a failed statement left broken.
+            if sqlite {
+                opts.test_before_acquire(false);
+            } else {
+                opts.test_before_acquire_if_idle_for(PING_AFTER_IDLE);
+            }
             opts
         };
-        if url.starts_with("sqlite:") {
+        if sqlite {
             // The writer first: it creates the file and switches it to WAL.
             let writer = Database::connect(options(1, false))
                 .await
