@@ -53,17 +53,88 @@ type Job = Box<
         + Send,
 >;
 
+/// A job that keeps its writes atomic itself ([`Batcher::write_atomic`]):
+/// it answers and says whether its writes are in the batch.
+type AtomicJob = Box<
+    dyn for<'t> FnOnce(Result<&'t DatabaseTransaction, StoreError>) -> TxFuture<'t, Atomic> + Send,
+>;
+
+/// What an atomic job left in the batch.
+enum Atomic {
+    /// Its writes; it answers after the commit.
+    Done(Deliver),
+    /// It failed, undid its writes and has answered.
+    Undone,
+    /// It failed and has answered, but its writes could not be undone: the
+    /// whole batch must go.
+    Stuck(StoreError),
+}
+
+/// A queued write.
+enum Queued {
+    /// Run in a savepoint the batch opens and closes.
+    Guarded(Job),
+    /// Run as it is; it opens and closes its own savepoint.
+    Atomic(AtomicJob),
+}
+
+/// The savepoint of an atomic job. Its first call to the database opens it
+/// (`SAVEPOINT keel_job; ...`) and its last one releases it (`...; RELEASE
+/// keel_job`), so a job that is one call besides needs no round trips of
+/// its own for them ([`crate::multi`]).
+pub(crate) const JOB_SAVEPOINT: &str = "keel_job";
+
+/// Why an atomic job failed, and whether its writes are undone.
+pub(crate) struct JobError {
+    error: StoreError,
+    undone: bool,
+}
+
+impl JobError {
+    /// Why the job failed.
+    pub fn into_error(self) -> StoreError {
+        self.error
+    }
+}
+
+/// Undoes what an atomic job wrote since `SAVEPOINT keel_job` (see
+/// [`JOB_SAVEPOINT`]) and says why it failed.
+pub(crate) async fn undo(txn: &DatabaseTransaction, error: StoreError) -> JobError {
+    use sea_orm::ConnectionTrait;
+    let undone = txn
+        .execute_unprepared(&format!(
+            "ROLLBACK TO {JOB_SAVEPOINT}; RELEASE {JOB_SAVEPOINT}"
+        ))
+        .await;
+    if let Err(e) = &undone {
+        tracing::error!(error = %e, "could not roll an atomic write back to its savepoint");
+    }
+    JobError {
+        error,
+        undone: undone.is_ok(),
+    }
+}
+
 /// The queue into the writer task.
 #[derive(Debug, Clone)]
 pub(crate) struct Batcher {
-    jobs: mpsc::Sender<Job>,
+    jobs: mpsc::Sender<Queued>,
+}
+
+impl std::fmt::Debug for Queued {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Queued::Guarded(_) => "Guarded",
+            Queued::Atomic(_) => "Atomic",
+        })
+    }
 }
 
 impl Batcher {
     /// Starts the writer task on a thread of its own, so its turns between
     /// statements never wait behind request handling.
     pub fn start(writer: DatabaseConnection) -> Result<Batcher, StoreError> {
-        let (tx, rx) = mpsc::channel::<Job>(MAX_QUEUED);
+        let (tx, rx) = mpsc::channel::<Queued>(MAX_QUEUED);
         let runtime = tokio::runtime::Builder::new_current_thread()
             .enable_all()
             .build()
@@ -104,6 +175,52 @@ impl Batcher {
                 }
             })
         });
+        self.enqueue(Queued::Guarded(job))?;
+        rx.await.map_err(|_| gone())?
+    }
+
+    /// As [`Batcher::write`], for a job that keeps its writes atomic itself
+    /// instead of in a savepoint the batch opens and releases around it (two
+    /// round trips to SQLite's thread): its first statement is `SAVEPOINT
+    /// keel_job` ([`JOB_SAVEPOINT`]), its last `RELEASE keel_job`, and on
+    /// failure it calls [`undo`] and returns what that says.
+    pub async fn write_atomic<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'t> FnOnce(&'t DatabaseTransaction) -> TxFuture<'t, Result<T, JobError>>
+            + Send
+            + 'static,
+    {
+        let (tx, rx) = oneshot::channel::<Result<T, StoreError>>();
+        let job: AtomicJob = Box::new(move |txn| {
+            Box::pin(async move {
+                let txn = match txn {
+                    Ok(txn) => txn,
+                    Err(e) => {
+                        let _ = tx.send(Err(e));
+                        return Atomic::Undone;
+                    }
+                };
+                match f(txn).await {
+                    Ok(v) => Atomic::Done(Box::new(move |committed| {
+                        let _ = tx.send(committed.map(|()| v));
+                    })),
+                    Err(JobError { error, undone }) => {
+                        let stuck = (!undone).then(|| shared(&error));
+                        let _ = tx.send(Err(error));
+                        match stuck {
+                            None => Atomic::Undone,
+                            Some(e) => Atomic::Stuck(e),
+                        }
+                    }
+                }
+            })
+        });
+        self.enqueue(Queued::Atomic(job))?;
+        rx.await.map_err(|_| gone())?
+    }
+
+    fn enqueue(&self, job: Queued) -> Result<(), StoreError> {
         self.jobs.try_send(job).map_err(|e| match e {
             // Overloaded: say so at once (503, with Retry-After) instead of
             // queueing without bound.
@@ -111,8 +228,7 @@ impl Batcher {
                 "{MAX_QUEUED} writes are already waiting for the writer"
             ))),
             mpsc::error::TrySendError::Closed(_) => gone(),
-        })?;
-        rx.await.map_err(|_| gone())?
+        })
     }
 }
 
@@ -128,7 +244,7 @@ fn shared(e: &StoreError) -> StoreError {
     }
 }
 
-async fn run(writer: DatabaseConnection, mut rx: mpsc::Receiver<Job>) {
+async fn run(writer: DatabaseConnection, mut rx: mpsc::Receiver<Queued>) {
     while let Some(first) = rx.recv().await {
         let mut queued = Some(first);
         let outer = match writer.begin().await {
@@ -138,7 +254,7 @@ async fn run(writer: DatabaseConnection, mut rx: mpsc::Receiver<Job>) {
                 let e = StoreError::from(e);
                 tracing::error!(error = %e, "could not begin a write transaction");
                 while let Some(job) = queued.take().or_else(|| rx.try_recv().ok()) {
-                    job(Err(shared(&e))).await;
+                    refuse(job, shared(&e)).await;
                 }
                 continue;
             }
@@ -191,8 +307,30 @@ enum Ran {
     Broken(StoreError, Option<Deliver>),
 }
 
-/// Runs one job in a savepoint.
-async fn run_one(outer: &DatabaseTransaction, job: Job) -> Ran {
+/// Answers a job that cannot run with `e`.
+async fn refuse(job: Queued, e: StoreError) {
+    match job {
+        Queued::Guarded(job) => {
+            job(Err(e)).await;
+        }
+        Queued::Atomic(job) => {
+            job(Err(e)).await;
+        }
+    }
+}
+
+/// Runs one job: a guarded one in a savepoint, an atomic one as it is.
+async fn run_one(outer: &DatabaseTransaction, job: Queued) -> Ran {
+    let job = match job {
+        Queued::Guarded(job) => job,
+        Queued::Atomic(job) => {
+            return match job(Ok(outer)).await {
+                Atomic::Done(deliver) => Ran::Pending(deliver),
+                Atomic::Undone => Ran::Answered,
+                Atomic::Stuck(e) => Ran::Broken(e, None),
+            };
+        }
+    };
     let savepoint = match outer.begin().await {
         Ok(s) => s,
         Err(e) => {
@@ -334,6 +472,155 @@ mod tests {
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(seen, Some(2));
+        let _ = std::fs::remove_file(&path);
+    }
+
+    /// An atomic job as the create makes one: the savepoint opens with its
+    /// first call and is released by its last; `fail` makes the last call
+    /// fail after its first statement wrote.
+    async fn atomic(b: Batcher, n: i64, fail: bool) -> Result<i64, StoreError> {
+        b.write_atomic(move |txn| {
+            Box::pin(async move {
+                let open = Statement::from_sql_and_values(
+                    DbBackend::Sqlite,
+                    format!("SAVEPOINT {JOB_SAVEPOINT}; INSERT INTO t (n) VALUES (?)"),
+                    [n.into()],
+                );
+                if let Err(e) = txn.execute_raw(open).await {
+                    return Err(undo(txn, e.into()).await);
+                }
+                // A second row, then (when failing) a duplicate of the first.
+                let last = if fail { n } else { n + 1000 };
+                let close = Statement::from_sql_and_values(
+                    DbBackend::Sqlite,
+                    format!(
+                        "INSERT INTO t (n) VALUES (?); INSERT INTO t (n) VALUES (?); RELEASE {JOB_SAVEPOINT}"
+                    ),
+                    [(n + 2000).into(), last.into()],
+                );
+                match txn.execute_raw(close).await {
+                    Ok(_) => Ok(n),
+                    Err(e) => Err(undo(txn, e.into()).await),
+                }
+            })
+        })
+        .await
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_atomic_write_that_fails_undoes_itself_alone_among_guarded_writes() {
+        let (_db, batcher, path) = open().await;
+        let mut tasks = Vec::new();
+        for n in 0..40_i64 {
+            let b = batcher.clone();
+            tasks.push(tokio::spawn(async move {
+                if n % 2 == 0 {
+                    atomic(b, n, n % 10 == 4).await
+                } else {
+                    b.write(move |txn| {
+                        Box::pin(async move {
+                            txn.execute_raw(insert(n)).await?;
+                            Ok(n)
+                        })
+                    })
+                    .await
+                }
+            }));
+        }
+        let mut ok = Vec::new();
+        for t in tasks {
+            match t.await.unwrap_or_else(|e| panic!("{e}")) {
+                Ok(n) => ok.push(n),
+                Err(StoreError::Db(_)) => {}
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }
+        ok.sort_unstable();
+        let want: Vec<i64> = (0..40).filter(|n| n % 10 != 4).collect();
+        assert_eq!(ok, want, "every other write answered success");
+        let mut stored: Vec<i64> = want.clone();
+        for n in want.iter().filter(|n| *n % 2 == 0) {
+            stored.extend([n + 1000, n + 2000]);
+        }
+        stored.sort_unstable();
+        assert_eq!(
+            rows(&path).await,
+            stored,
+            "all rows of the atomic writes that succeeded, none of those that failed"
+        );
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_atomic_write_that_cannot_undo_itself_takes_its_batch_down() {
+        let (_db, batcher, path) = open().await;
+        // Holds the writer, so that the writes queued meanwhile share its batch.
+        let (hold, release) = oneshot::channel::<()>();
+        let first = {
+            let b = batcher.clone();
+            tokio::spawn(async move {
+                b.write(move |txn| {
+                    Box::pin(async move {
+                        txn.execute_raw(insert(1)).await?;
+                        let _ = release.await;
+                        Ok(())
+                    })
+                })
+                .await
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let before = {
+            let b = batcher.clone();
+            tokio::spawn(async move {
+                b.write(|txn| {
+                    Box::pin(async move {
+                        txn.execute_raw(insert(2)).await?;
+                        Ok(())
+                    })
+                })
+                .await
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let stuck = {
+            let b = batcher.clone();
+            tokio::spawn(async move {
+                b.write_atomic(|txn| {
+                    Box::pin(async move {
+                        let _ = txn.execute_raw(insert(3)).await;
+                        // Wrote, and says it could not undo that.
+                        Err::<(), _>(JobError {
+                            error: StoreError::NotFound("stuck"),
+                            undone: false,
+                        })
+                    })
+                })
+                .await
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let _ = hold.send(());
+        let results = [first, before, stuck];
+        let mut outcomes = Vec::new();
+        for t in results {
+            outcomes.push(t.await.unwrap_or_else(|e| panic!("{e}")).is_ok());
+        }
+        // The two writes queued while the first ran joined its batch.
+        assert_eq!(
+            outcomes,
+            [false, false, false],
+            "every write of the batch failed"
+        );
+        assert_eq!(
+            rows(&path).await,
+            Vec::<i64>::new(),
+            "and nothing of it stayed"
+        );
+        // The writer goes on with the next batch.
+        let after = atomic(batcher.clone(), 7, false).await;
+        assert_eq!(after.ok(), Some(7));
+        assert_eq!(rows(&path).await, vec![7, 1007, 2007]);
         let _ = std::fs::remove_file(&path);
     }
 }

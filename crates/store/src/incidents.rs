@@ -18,11 +18,12 @@ use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, JoinType, Query, Sim
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend,
     DatabaseTransaction, EntityTrait, FromQueryResult, IdenStatic, Iterable, QueryFilter,
-    QueryOrder, QuerySelect, QueryTrait, TransactionTrait, Value,
+    QueryOrder, QuerySelect, QueryTrait, Statement, TransactionTrait, Value,
 };
 use uuid::Uuid;
 
 use crate::audit::{self, Entry};
+use crate::batch;
 use crate::cache::WriteConfig;
 use crate::directory::{
     GroupRef, Page, UserRef, is_member_in, page_next, refs_of, user_ref, user_refs,
@@ -751,8 +752,22 @@ fn check_version(m: &incident::Model, if_match: Option<i64>) -> Result<(), Store
     }
 }
 
-async fn next_number<C: ConnectionTrait>(db: &C) -> Result<i64, StoreError> {
-    reserve_numbers(db, 1).await
+/// Opens the savepoint of an atomic job ([`batch::JOB_SAVEPOINT`]) and takes
+/// the next incident number, in one call (SQLite).
+async fn first_number_in_savepoint(txn: &DatabaseTransaction) -> Result<i64, StoreError> {
+    let backend = txn.get_database_backend();
+    let rows = txn
+        .query_all_raw(stmt(
+            backend,
+            &format!(
+                "SAVEPOINT {}; UPDATE sequences SET next_value = next_value + 1 WHERE name = ? RETURNING next_value - 1 AS n",
+                batch::JOB_SAVEPOINT
+            ),
+            vec![KIND.as_str().into()],
+        ))
+        .await?;
+    let row = rows.first().ok_or(StoreError::NotFound("sequence"))?;
+    Ok(row.try_get::<i64>("", "n")?)
 }
 
 /// Reserves `k` incident numbers; answers the first.
@@ -1050,14 +1065,28 @@ impl Store {
             }
             // SQLite has one writer at a time anyway; there the number is
             // taken in the (group-committed) transaction, as an extra
-            // commit would cost an extra fsync.
+            // commit would cost an extra fsync. Two calls to SQLite's
+            // thread: the savepoint opens with the number, and closes
+            // after the writes, in the same call (`batch::write_atomic`).
             backend => {
-                self.write(move |txn| {
+                self.write_atomic(move |txn| {
                     Box::pin(async move {
-                        let number = next_number(txn).await?;
-                        let (writes, model, timers) = draft.writes(backend, number)?;
-                        writes.run(txn).await?;
-                        Ok((model, timers))
+                        let number = match first_number_in_savepoint(txn).await {
+                            Ok(n) => n,
+                            Err(e) => return Err(batch::undo(txn, e).await),
+                        };
+                        let (mut writes, model, timers) = match draft.writes(backend, number) {
+                            Ok(w) => w,
+                            Err(e) => return Err(batch::undo(txn, e).await),
+                        };
+                        writes.push(Statement::from_string(
+                            backend,
+                            format!("RELEASE {}", batch::JOB_SAVEPOINT),
+                        ));
+                        match writes.run(txn).await {
+                            Ok(()) => Ok((model, timers)),
+                            Err(e) => Err(batch::undo(txn, e).await),
+                        }
                     })
                 })
                 .await?

@@ -169,6 +169,33 @@ impl Store {
         }
     }
 
+    /// [`Store::write`] for writes that keep themselves atomic with their
+    /// own savepoint ([`batch::Batcher::write_atomic`]); SQLite only.
+    pub(crate) async fn write_atomic<T, F>(&self, f: F) -> Result<T, StoreError>
+    where
+        T: Send + 'static,
+        F: for<'t> FnOnce(
+                &'t sea_orm::DatabaseTransaction,
+            ) -> batch::TxFuture<'t, Result<T, batch::JobError>>
+            + Send
+            + 'static,
+    {
+        use sea_orm::TransactionTrait;
+        match &self.batcher {
+            Some(b) => b.write_atomic(f).await,
+            None => {
+                let txn = self.writer.begin().await?;
+                match f(&txn).await {
+                    Ok(v) => {
+                        txn.commit().await?;
+                        Ok(v)
+                    }
+                    Err(e) => Err(e.into_error()),
+                }
+            }
+        }
+    }
+
     /// Keeps SLA policies, calendars and webhook subscriptions for `ttl`
     /// (zero: read them on every write). Changes made through this store
     /// apply at once; other nodes' changes within `ttl`.
