@@ -1647,6 +1647,28 @@ impl Store {
         let actor_name = actor.display_name.clone();
         let text = body.into_string();
         let saved = text.clone();
+        // Who hears of a public comment is read before the transaction, on
+        // a read connection, as for a create: the writer is held for the
+        // writes only. The other side of the conversation hears of it, and
+        // so do watchers.
+        let heard = if internal {
+            Vec::new()
+        } else {
+            let mut people = if agent {
+                vec![m.requester_id]
+            } else {
+                Audience::of(&m).workers(self.conn()).await?
+            };
+            people.extend(notify::watchers_of(self.conn(), KIND.as_str(), m.id).await?);
+            notify::resolve(
+                self.conn(),
+                Event::IncidentCommented,
+                Some(actor_id),
+                &people,
+                None,
+            )
+            .await?
+        };
         self.write(move |txn| {
             Box::pin(async move {
                 comment::Entity::insert(comment::ActiveModel {
@@ -1709,28 +1731,17 @@ impl Store {
                         t,
                     )
                     .await?;
-                    // The other side of the conversation hears of it, and so do watchers.
-                    let mut audience = if agent {
-                        vec![m.requester_id]
-                    } else {
-                        Audience::of(&m).workers(txn).await?
-                    };
-                    audience.extend(notify::watchers_of(txn, KIND.as_str(), m.id).await?);
                     let mut ctx = notify::incident_context(&m, Some(&actor_name));
                     ctx.insert("comment".into(), text.as_str().into());
-                    notify::enqueue(
-                        txn,
-                        notify::Notice {
-                            event: Event::IncidentCommented,
-                            record_type: KIND.as_str(),
-                            record_id: m.id,
-                            actor: Some(actor_id),
-                            context: ctx,
-                            at: t,
-                        },
-                        audience,
-                    )
-                    .await?;
+                    let notice = notify::Notice {
+                        event: Event::IncidentCommented,
+                        record_type: KIND.as_str(),
+                        record_id: m.id,
+                        actor: Some(actor_id),
+                        context: ctx,
+                        at: t,
+                    };
+                    notify::insert(txn, notify::rows(notice, &heard)).await?;
                 }
                 Ok(())
             })
