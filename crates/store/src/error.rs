@@ -106,10 +106,11 @@ fn driver_says_gone(e: &DbErr) -> bool {
 
 /// PostgreSQL's SQLSTATE classes for a server that went away: 08
 /// (connection exception) and 57P (operator intervention: the server is
-/// shutting down, crashed or is not yet accepting connections). A pooled
-/// connection whose server was stopped holds the server's last "terminating
-/// connection" message, which its next statement receives as an error of
-/// class 57P. (SQLite's codes are plain numbers, never of these classes.)
+/// shutting down, crashed or is not yet accepting connections), which it
+/// sends when it ends a session that is running a statement. (A pooled
+/// connection whose server was stopped while it sat idle fails with an I/O
+/// error instead; the restart test sees that one. SQLite's codes are plain
+/// numbers, never of these classes.)
 fn is_connection_loss(sqlstate: &str) -> bool {
     sqlstate.starts_with("08") || sqlstate.starts_with("57P")
 }
