@@ -421,16 +421,10 @@ mod tests {
                 .await
             }));
         }
-        let mut ok = Vec::new();
-        for t in tasks {
-            match t.await.unwrap_or_else(|e| panic!("{e}")) {
-                Ok(n) => ok.push(n),
-                Err(StoreError::NotFound("seven")) => {}
-                Err(StoreError::Db(_)) => {}
-                Err(e) => panic!("unexpected {e}"),
-            }
-        }
-        ok.sort_unstable();
+        let ok = successes(tasks, |e| {
+            matches!(e, StoreError::NotFound("seven") | StoreError::Db(_))
+        })
+        .await;
         let want: Vec<i64> = (0..40).filter(|n| n % 10 != 7 && n % 10 != 3).collect();
         assert_eq!(ok, want, "every other write answered success");
         assert_eq!(rows(&path).await, want, "and exactly those rows are stored");
@@ -473,6 +467,24 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(seen, Some(2));
         let _ = std::fs::remove_file(&path);
+    }
+
+    /// The numbers the writes in `tasks` answered, sorted; panics on an
+    /// error that `expected` does not allow.
+    async fn successes(
+        tasks: Vec<tokio::task::JoinHandle<Result<i64, StoreError>>>,
+        expected: impl Fn(&StoreError) -> bool,
+    ) -> Vec<i64> {
+        let mut ok = Vec::new();
+        for t in tasks {
+            match t.await.unwrap_or_else(|e| panic!("{e}")) {
+                Ok(n) => ok.push(n),
+                Err(e) if expected(&e) => {}
+                Err(e) => panic!("unexpected {e}"),
+            }
+        }
+        ok.sort_unstable();
+        ok
     }
 
     /// An atomic job as the create makes one: the savepoint opens with its
@@ -527,15 +539,7 @@ mod tests {
                 }
             }));
         }
-        let mut ok = Vec::new();
-        for t in tasks {
-            match t.await.unwrap_or_else(|e| panic!("{e}")) {
-                Ok(n) => ok.push(n),
-                Err(StoreError::Db(_)) => {}
-                Err(e) => panic!("unexpected {e}"),
-            }
-        }
-        ok.sort_unstable();
+        let ok = successes(tasks, |e| matches!(e, StoreError::Db(_))).await;
         let want: Vec<i64> = (0..40).filter(|n| n % 10 != 4).collect();
         assert_eq!(ok, want, "every other write answered success");
         let mut stored: Vec<i64> = want.clone();

@@ -752,35 +752,32 @@ fn check_version(m: &incident::Model, if_match: Option<i64>) -> Result<(), Store
     }
 }
 
+/// Moves the incident sequence on by `k` and answers the first number taken.
+const RESERVE: &str =
+    "UPDATE sequences SET next_value = next_value + ? WHERE name = ? RETURNING next_value - ? AS n";
+
 /// Opens the savepoint of an atomic job ([`batch::JOB_SAVEPOINT`]) and takes
 /// the next incident number, in one call (SQLite).
 async fn first_number_in_savepoint(txn: &DatabaseTransaction) -> Result<i64, StoreError> {
-    let backend = txn.get_database_backend();
-    let rows = txn
-        .query_all_raw(stmt(
-            backend,
-            &format!(
-                "SAVEPOINT {}; UPDATE sequences SET next_value = next_value + 1 WHERE name = ? RETURNING next_value - 1 AS n",
-                batch::JOB_SAVEPOINT
-            ),
-            vec![KIND.as_str().into()],
-        ))
-        .await?;
-    let row = rows.first().ok_or(StoreError::NotFound("sequence"))?;
-    Ok(row.try_get::<i64>("", "n")?)
+    let sql = format!("SAVEPOINT {}; {RESERVE}", batch::JOB_SAVEPOINT);
+    take_numbers(txn, &sql, 1).await
 }
 
 /// Reserves `k` incident numbers; answers the first.
 async fn reserve_numbers<C: ConnectionTrait>(db: &C, k: i64) -> Result<i64, StoreError> {
-    let backend = db.get_database_backend();
-    let row = db
-        .query_one_raw(stmt(
-            backend,
-            "UPDATE sequences SET next_value = next_value + ? WHERE name = ? RETURNING next_value - ? AS n",
+    take_numbers(db, RESERVE, k).await
+}
+
+/// Runs `sql`, which ends with [`RESERVE`], for `k` numbers.
+async fn take_numbers<C: ConnectionTrait>(db: &C, sql: &str, k: i64) -> Result<i64, StoreError> {
+    let rows = db
+        .query_all_raw(stmt(
+            db.get_database_backend(),
+            sql,
             vec![k.into(), KIND.as_str().into(), k.into()],
         ))
-        .await?
-        .ok_or(StoreError::NotFound("sequence"))?;
+        .await?;
+    let row = rows.first().ok_or(StoreError::NotFound("sequence"))?;
     Ok(row.try_get::<i64>("", "n")?)
 }
 
