@@ -177,3 +177,56 @@ async fn concurrent_transitions_apply_once(app: TestApp) {
     );
     app.finish().await;
 }
+
+both!(concurrent_creates_take_consecutive_numbers_with_no_gap_or_duplicate);
+/// Creates that arrive together are written together (one group commit on
+/// SQLite, one shared number reservation on PostgreSQL); refused creates
+/// among them take no number.
+async fn concurrent_creates_take_consecutive_numbers_with_no_gap_or_duplicate(app: TestApp) {
+    let desk = app.desk().await;
+    let agent = &desk.agent.token;
+    let results = join_all((0..60).map(|n| {
+        let app = &app;
+        // Every fifth names a group that does not exist.
+        let group = if n % 5 == 4 {
+            "no-such-group".to_owned()
+        } else {
+            desk.group.clone()
+        };
+        let body = json!({ "title": format!("Burst {n}"), "impact": 2, "urgency": 2, "assignment_group": group });
+        async move {
+            let r = app
+                .post("/api/v1/incidents", agent)
+                .json(&body)
+                .send()
+                .await
+                .unwrap();
+            let status = r.status().as_u16();
+            let body: Value = r.json().await.unwrap();
+            (n, status, body)
+        }
+    }))
+    .await;
+    let mut numbers = Vec::new();
+    for (n, status, body) in &results {
+        if n % 5 == 4 {
+            assert_eq!(*status, 422, "{body}");
+            assert_eq!(body["code"], "incident.unknown_group", "{body}");
+        } else {
+            assert_eq!(*status, 201, "{body}");
+            assert_eq!(body["title"], format!("Burst {n}"));
+            numbers.push(s(body, "number").to_owned());
+            // What the create answered is what is stored.
+            let stored = app.incident(agent, s(body, "id")).await;
+            assert_eq!(stored["number"], body["number"]);
+            assert_eq!(stored["title"], body["title"]);
+        }
+    }
+    numbers.sort();
+    let want: Vec<String> = (1..=48).map(|n| format!("INC{n:07}")).collect();
+    assert_eq!(numbers, want, "48 creates, numbers 1 to 48, each once");
+    // The sequence moved on by exactly those: the next create takes 49.
+    let next = app.simple_incident(agent, "After the burst").await;
+    assert_eq!(next["number"], "INC0000049");
+    app.finish().await;
+}

@@ -27,6 +27,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicI64, Ordering};
 
 use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
 use tokio::sync::{mpsc, oneshot};
@@ -56,8 +57,40 @@ type Job = Box<
 /// A job that keeps its writes atomic itself ([`Batcher::write_atomic`]):
 /// it answers and says whether its writes are in the batch.
 type AtomicJob = Box<
-    dyn for<'t> FnOnce(Result<&'t DatabaseTransaction, StoreError>) -> TxFuture<'t, Atomic> + Send,
+    dyn for<'t> FnOnce(
+            Result<(&'t DatabaseTransaction, &'t Memo), StoreError>,
+        ) -> TxFuture<'t, Atomic>
+        + Send,
 >;
+
+/// What the jobs of one batch know for the jobs after them, so that these
+/// need not ask the database: the next incident number, once a job of the
+/// batch took one.
+///
+/// It lives as long as its batch's transaction. A batch that rolls back
+/// forgets it together with its writes, and a job that undoes itself
+/// leaves it as it was (it says what it took only after its writes
+/// succeeded). It holds because nothing but an incident create changes the
+/// incident sequence on this writer, and no other process can write
+/// between the jobs of a batch: the batch holds SQLite's write lock.
+#[derive(Debug, Default)]
+pub(crate) struct Memo {
+    /// The number the next create takes; 0 while no job has taken one
+    /// (numbers start at 1).
+    next_number: AtomicI64,
+}
+
+impl Memo {
+    /// The number the next create takes, if a job of this batch took one.
+    pub fn next_number(&self) -> Option<i64> {
+        Some(self.next_number.load(Ordering::Relaxed)).filter(|n| *n > 0)
+    }
+
+    /// Says that a job's writes, now in the batch, took `number`.
+    pub fn took_number(&self, number: i64) {
+        self.next_number.store(number + 1, Ordering::Relaxed);
+    }
+}
 
 /// What an atomic job left in the batch.
 enum Atomic {
@@ -91,6 +124,14 @@ pub(crate) struct JobError {
 }
 
 impl JobError {
+    /// A failure before the job sent anything: there is nothing to undo.
+    pub fn untouched(error: StoreError) -> JobError {
+        JobError {
+            error,
+            undone: true,
+        }
+    }
+
     /// Why the job failed.
     pub fn into_error(self) -> StoreError {
         self.error
@@ -183,25 +224,26 @@ impl Batcher {
     /// instead of in a savepoint the batch opens and releases around it (two
     /// round trips to SQLite's thread): its first statement is `SAVEPOINT
     /// keel_job` ([`JOB_SAVEPOINT`]), its last `RELEASE keel_job`, and on
-    /// failure it calls [`undo`] and returns what that says.
+    /// failure it calls [`undo`] and returns what that says. It is handed
+    /// its batch's [`Memo`].
     pub async fn write_atomic<T, F>(&self, f: F) -> Result<T, StoreError>
     where
         T: Send + 'static,
-        F: for<'t> FnOnce(&'t DatabaseTransaction) -> TxFuture<'t, Result<T, JobError>>
+        F: for<'t> FnOnce(&'t DatabaseTransaction, &'t Memo) -> TxFuture<'t, Result<T, JobError>>
             + Send
             + 'static,
     {
         let (tx, rx) = oneshot::channel::<Result<T, StoreError>>();
-        let job: AtomicJob = Box::new(move |txn| {
+        let job: AtomicJob = Box::new(move |ran| {
             Box::pin(async move {
-                let txn = match txn {
-                    Ok(txn) => txn,
+                let (txn, memo) = match ran {
+                    Ok(r) => r,
                     Err(e) => {
                         let _ = tx.send(Err(e));
                         return Atomic::Undone;
                     }
                 };
-                match f(txn).await {
+                match f(txn, memo).await {
                     Ok(v) => Atomic::Done(Box::new(move |committed| {
                         let _ = tx.send(committed.map(|()| v));
                     })),
@@ -259,12 +301,13 @@ async fn run(writer: DatabaseConnection, mut rx: mpsc::Receiver<Queued>) {
                 continue;
             }
         };
+        let memo = Memo::default();
         let mut pending: Vec<Deliver> = Vec::new();
         let mut broken = None;
         let mut ran = 0;
         while let Some(job) = queued.take() {
             ran += 1;
-            match run_one(&outer, job).await {
+            match run_one(&outer, &memo, job).await {
                 Ran::Pending(deliver) => pending.push(deliver),
                 Ran::Answered => {}
                 Ran::Broken(e, deliver) => {
@@ -320,11 +363,11 @@ async fn refuse(job: Queued, e: StoreError) {
 }
 
 /// Runs one job: a guarded one in a savepoint, an atomic one as it is.
-async fn run_one(outer: &DatabaseTransaction, job: Queued) -> Ran {
+async fn run_one(outer: &DatabaseTransaction, memo: &Memo, job: Queued) -> Ran {
     let job = match job {
         Queued::Guarded(job) => job,
         Queued::Atomic(job) => {
-            return match job(Ok(outer)).await {
+            return match job(Ok((outer, memo))).await {
                 Atomic::Done(deliver) => Ran::Pending(deliver),
                 Atomic::Undone => Ran::Answered,
                 Atomic::Stuck(e) => Ran::Broken(e, None),
@@ -491,7 +534,7 @@ mod tests {
     /// first call and is released by its last; `fail` makes the last call
     /// fail after its first statement wrote.
     async fn atomic(b: Batcher, n: i64, fail: bool) -> Result<i64, StoreError> {
-        b.write_atomic(move |txn| {
+        b.write_atomic(move |txn, _| {
             Box::pin(async move {
                 let open = Statement::from_sql_and_values(
                     DbBackend::Sqlite,
@@ -590,7 +633,7 @@ mod tests {
         let stuck = {
             let b = batcher.clone();
             tokio::spawn(async move {
-                b.write_atomic(|txn| {
+                b.write_atomic(|txn, _| {
                     Box::pin(async move {
                         let _ = txn.execute_raw(insert(3)).await;
                         // Wrote, and says it could not undo that.

@@ -176,6 +176,7 @@ impl Store {
         T: Send + 'static,
         F: for<'t> FnOnce(
                 &'t sea_orm::DatabaseTransaction,
+                &'t batch::Memo,
             ) -> batch::TxFuture<'t, Result<T, batch::JobError>>
             + Send
             + 'static,
@@ -185,7 +186,8 @@ impl Store {
             Some(b) => b.write_atomic(f).await,
             None => {
                 let txn = self.writer.begin().await?;
-                match f(&txn).await {
+                let memo = batch::Memo::default();
+                match f(&txn, &memo).await {
                     Ok(v) => {
                         txn.commit().await?;
                         Ok(v)

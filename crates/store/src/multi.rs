@@ -39,6 +39,11 @@ impl Writes {
         self.parts.push(s);
     }
 
+    /// Puts a statement before those already added.
+    pub fn prepend(&mut self, s: Statement) {
+        self.parts.insert(0, s);
+    }
+
     /// Adds a statement if there is one.
     pub fn push_opt(&mut self, s: Option<Statement>) {
         if let Some(s) = s {
