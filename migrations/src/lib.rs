@@ -12,6 +12,7 @@ mod m0002_sla;
 mod m0003_notifications;
 mod m0004_webhooks;
 mod m0005_queue_indexes;
+mod m0006_queue_priority;
 
 /// Runs Keel's migrations in order.
 pub struct Migrator;
@@ -25,6 +26,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0003_notifications::Migration),
             Box::new(m0004_webhooks::Migration),
             Box::new(m0005_queue_indexes::Migration),
+            Box::new(m0006_queue_priority::Migration),
         ]
     }
 }

@@ -675,3 +675,56 @@ async fn a_listed_incident_is_shown_as_a_get_shows_it(app: TestApp) {
     assert_eq!(names, want);
     app.finish().await;
 }
+
+both!(a_groups_open_queue_pages_in_date_order_with_a_priority_filter);
+/// A queue: several open states, one group, some priorities, newest first.
+/// On SQLite its page's numbers are found first and their rows read after;
+/// every match must still come once, in order, across pages, both ways.
+async fn a_groups_open_queue_pages_in_date_order_with_a_priority_filter(app: TestApp) {
+    let desk = app.desk().await;
+    let agent = &desk.agent.token;
+    let mut queue = Vec::new();
+    for n in 0..12 {
+        let priority = [4, 5, 2][n % 3];
+        let group = (n % 4 != 3).then(|| desk.group.clone());
+        let inc = app
+            .create_incident(
+                agent,
+                json!({ "title": format!("Queue item {n}"), "impact": 3, "urgency": 3,
+                    "priority": priority, "assignment_group": group }),
+            )
+            .await;
+        assert_eq!(inc["priority"], priority);
+        if n % 2 == 1 && group.is_some() {
+            app.transition(agent, s(&inc, "id"), json!({ "action": "start" }))
+                .await;
+        }
+        if group.is_some() && priority != 2 {
+            queue.push(s(&inc, "number").to_owned());
+        }
+    }
+    assert_eq!(queue.len(), 6, "{queue:?}");
+    let filter = |sort: &'static str| {
+        [
+            ("state", "new,in_progress"),
+            ("group", desk.group.as_str()),
+            ("priority", "4,5"),
+            ("sort", sort),
+        ]
+    };
+    assert_eq!(
+        search_pages(&app, agent, &filter("created_at")).await,
+        queue
+    );
+    let newest_first: Vec<String> = queue.iter().rev().cloned().collect();
+    assert_eq!(
+        search_pages(&app, agent, &filter("-created_at")).await,
+        newest_first
+    );
+    // A requester sees none of it: the queue holds none of their incidents.
+    assert_eq!(
+        search_pages(&app, &desk.requester.token, &filter("-created_at")).await,
+        Vec::<String>::new()
+    );
+    app.finish().await;
+}
