@@ -1601,12 +1601,13 @@ impl Store {
             Expr::col((incident::Entity, col))
         };
         let page = u64::from(limit.get()) + 1;
-        let q = if sqlite_open_work && !fts_driven {
-            // The page's numbers first, then their rows. SQLite sorts the
-            // open rows it found with everything it selected: the page's
-            // numbers alone come from the group index (which holds the
-            // sort key and the priority, m0006) without reading a row, so
-            // a large group's queue reads 50 rows instead of thousands.
+        let q = if open_work && !fts_driven {
+            // The page's numbers first, then their rows. Both databases
+            // sort the open rows they found with everything they selected:
+            // the page's numbers alone come from the group index (which
+            // holds the sort key and the priority, m0006) without reading
+            // a row (an index-only scan on PostgreSQL), so a large group's
+            // queue reads 50 rows instead of thousands.
             let numbers = Query::select()
                 .column((incident::Entity, incident::Column::Number))
                 .from(incident::Entity)
