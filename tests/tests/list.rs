@@ -678,7 +678,7 @@ async fn a_listed_incident_is_shown_as_a_get_shows_it(app: TestApp) {
 
 both!(a_groups_open_queue_pages_in_date_order_with_a_priority_filter);
 /// A queue: several open states, one group, some priorities, newest first.
-/// On SQLite its page's numbers are found first and their rows read after;
+/// Its page's numbers are found first and their rows read after;
 /// every match must still come once, in order, across pages, both ways.
 async fn a_groups_open_queue_pages_in_date_order_with_a_priority_filter(app: TestApp) {
     let desk = app.desk().await;

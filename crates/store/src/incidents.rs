@@ -1594,8 +1594,7 @@ impl Store {
         // state, created_at)` give its rows in order. PostgreSQL plans from
         // value statistics and needs no hint either.
         let open_work = filter.states.len() > 1 && filter.states.iter().all(|s| s.is_open());
-        let sqlite_open_work = open_work && self.backend() == DatabaseBackend::Sqlite;
-        let sort_key: SimpleExpr = if sqlite_open_work {
+        let sort_key: SimpleExpr = if open_work && self.backend() == DatabaseBackend::Sqlite {
             Expr::cust(format!("+\"incidents\".\"{}\"", col.as_str()))
         } else {
             Expr::col((incident::Entity, col))
