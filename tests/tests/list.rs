@@ -678,12 +678,15 @@ async fn a_listed_incident_is_shown_as_a_get_shows_it(app: TestApp) {
 
 both!(a_groups_open_queue_pages_in_date_order_with_a_priority_filter);
 /// A queue: several open states, one group, some priorities, newest first.
-/// Its page's numbers are found first and their rows read after;
-/// every match must still come once, in order, across pages, both ways.
+/// Its page's numbers are found first (in date order, each state's share
+/// is read on its own and the shares merged) and their rows read after;
+/// every match must still come once, in order, across pages, both ways,
+/// with or without the group.
 async fn a_groups_open_queue_pages_in_date_order_with_a_priority_filter(app: TestApp) {
     let desk = app.desk().await;
     let agent = &desk.agent.token;
     let mut queue = Vec::new();
+    let mut everyone = Vec::new();
     for n in 0..12 {
         let priority = [4, 5, 2][n % 3];
         let group = (n % 4 != 3).then(|| desk.group.clone());
@@ -699,11 +702,15 @@ async fn a_groups_open_queue_pages_in_date_order_with_a_priority_filter(app: Tes
             app.transition(agent, s(&inc, "id"), json!({ "action": "start" }))
                 .await;
         }
-        if group.is_some() && priority != 2 {
-            queue.push(s(&inc, "number").to_owned());
+        if priority != 2 {
+            everyone.push(s(&inc, "number").to_owned());
+            if group.is_some() {
+                queue.push(s(&inc, "number").to_owned());
+            }
         }
     }
     assert_eq!(queue.len(), 6, "{queue:?}");
+    assert_eq!(everyone.len(), 8, "{everyone:?}");
     let filter = |sort: &'static str| {
         [
             ("state", "new,in_progress"),
@@ -720,6 +727,26 @@ async fn a_groups_open_queue_pages_in_date_order_with_a_priority_filter(app: Tes
     assert_eq!(
         search_pages(&app, agent, &filter("-created_at")).await,
         newest_first
+    );
+    let every_state = [
+        ("state", "new,in_progress,on_hold"),
+        ("priority", "4,5"),
+        ("sort", "-created_at"),
+    ];
+    let everyone_newest_first: Vec<String> = everyone.iter().rev().cloned().collect();
+    assert_eq!(
+        search_pages(&app, agent, &every_state).await,
+        everyone_newest_first
+    );
+    // A state named twice changes nothing.
+    let twice = [
+        ("state", "on_hold,new,in_progress,new"),
+        ("priority", "4,5"),
+        ("sort", "-created_at"),
+    ];
+    assert_eq!(
+        search_pages(&app, agent, &twice).await,
+        everyone_newest_first
     );
     // A requester sees none of it: the queue holds none of their incidents.
     assert_eq!(
