@@ -591,10 +591,12 @@ async fn load<C: ConnectionTrait>(
 /// share reads about a page of index entries), merged, and the first `page`
 /// of those. Sorting every open row of the queue instead read 4 492 index
 /// entries for the busiest group at 1 M incidents, 2 ms in `sqlite3`
-/// against 0.19 ms (bench/RESULTS.md, eighth session): SQLite merges the
-/// shares (`MERGE (UNION ALL)`). SQLite only: PostgreSQL merges them too
-/// (Merge Append), but plans the compound in 1 ms at every run, against
-/// 0.16 ms for the plain query, whose plan it runs as fast (0.3-0.5 ms).
+/// against 0.19 ms, and the whole desk's queue (no group) sorted every row
+/// of its priorities, 834 ms against 1 ms (bench/RESULTS.md, eighth
+/// session). SQLite merges the shares (`MERGE (UNION ALL)`). SQLite only:
+/// PostgreSQL merges them too (Merge Append), but plans the compound in
+/// 1 ms at every run, against 0.16 ms for the plain query, whose plan it
+/// runs as fast (0.3-0.5 ms).
 fn newest_of_each(
     states: &[State],
     unstated: &Condition,
