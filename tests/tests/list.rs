@@ -678,10 +678,10 @@ async fn a_listed_incident_is_shown_as_a_get_shows_it(app: TestApp) {
 
 both!(a_groups_open_queue_pages_in_date_order_with_a_priority_filter);
 /// A queue: several open states, one group, some priorities, newest first.
-/// Its page's numbers are found first (on SQLite, in date order, each
-/// state's share is read on its own and the shares merged) and their rows
-/// read after; every match must still come once, in order, across pages,
-/// both ways, with or without the group.
+/// Its page's numbers are found first (in date order, each state's share
+/// is read on its own and the shares merged) and their rows read after;
+/// every match must still come once, in order, across pages, both ways,
+/// with or without the group.
 async fn a_groups_open_queue_pages_in_date_order_with_a_priority_filter(app: TestApp) {
     let desk = app.desk().await;
     let agent = &desk.agent.token;
