@@ -626,13 +626,11 @@ fn newest_of_each(
     };
     // A state named twice is one share: two would fill the page with
     // duplicates, and a short page ends the listing early.
-    let mut distinct: Vec<&State> = Vec::with_capacity(states.len());
-    for s in states {
-        if !distinct.contains(&s) {
-            distinct.push(s);
-        }
-    }
-    let mut shares = distinct.into_iter().enumerate().map(|(i, s)| share(i, s));
+    let mut shares = states
+        .iter()
+        .enumerate()
+        .filter(|&(i, s)| !states[..i].contains(s))
+        .map(|(i, s)| share(i, s));
     let mut merged = shares.next()?;
     for s in shares {
         merged.union(UnionType::All, s);
@@ -1532,7 +1530,7 @@ impl Store {
         let reach = reach(actor)?;
         // Visibility is one AND-ed clause: filters narrow within it, never widen it.
         // The state filter is added last (below): a queue of several open
-        // states is read one state at a time.
+        // states may be read one state at a time.
         let mut cond = Condition::all().add(reach_condition(&reach));
         if !filter.priorities.is_empty() {
             cond = cond.add(
@@ -1647,12 +1645,6 @@ impl Store {
             SortDir::Asc => sea_orm::Order::Asc,
             SortDir::Desc => sea_orm::Order::Desc,
         };
-        // Without the state filter: what one state's share of a queue needs.
-        let unstated = cond.clone();
-        if !filter.states.is_empty() {
-            cond =
-                cond.add(incident::Column::State.is_in(filter.states.iter().map(|s| s.as_str())));
-        }
         // Open work is short and history is long. When the filter asks for
         // several states, all open, SQLite should find those rows through a
         // state index and sort them, but left to itself it walks the whole
@@ -1662,25 +1654,29 @@ impl Store {
         // state, created_at)` give its rows in order. PostgreSQL plans from
         // value statistics and needs no hint either.
         let open_work = filter.states.len() > 1 && filter.states.iter().all(|s| s.is_open());
+        let page = u64::from(limit.get()) + 1;
+        // In creation order, such a queue is read one state at a time, from
+        // the conditions so far (every one but the state).
+        let by_state = (open_work && !fts_driven && sort.field == IncidentSort::CreatedAt)
+            .then(|| newest_of_each(&filter.states, &cond, order.clone(), page))
+            .flatten();
+        if !filter.states.is_empty() {
+            cond =
+                cond.add(incident::Column::State.is_in(filter.states.iter().map(|s| s.as_str())));
+        }
         let sort_key: SimpleExpr = if open_work && self.backend() == DatabaseBackend::Sqlite {
             Expr::cust(format!("+\"incidents\".\"{}\"", col.as_str()))
         } else {
             Expr::col((incident::Entity, col))
         };
-        let page = u64::from(limit.get()) + 1;
         let q = if open_work && !fts_driven {
-            // The page's numbers first, then their rows. Both databases
-            // sort the open rows they found with everything they selected:
-            // the page's numbers alone come from the group index (which
-            // holds the sort key and the priority, m0006) without reading
-            // a row (an index-only scan on PostgreSQL), so a large group's
-            // queue reads 50 rows instead of thousands.
-            let by_state = (sort.field == IncidentSort::CreatedAt)
-                .then(|| newest_of_each(&filter.states, &unstated, order.clone(), page))
-                .flatten();
-            let numbers = if let Some(q) = by_state {
-                q
-            } else {
+            // The page's numbers first, then their rows: the numbers alone
+            // come from the group index (which holds the sort key and the
+            // priority, m0006) without reading a row (an index-only scan on
+            // PostgreSQL), so a large group's queue reads 50 rows instead
+            // of thousands. In other orders than creation, both databases
+            // sort the open rows they found.
+            let numbers = by_state.unwrap_or_else(|| {
                 Query::select()
                     .column((incident::Entity, incident::Column::Number))
                     .from(incident::Entity)
@@ -1689,7 +1685,7 @@ impl Store {
                     .order_by((incident::Entity, incident::Column::Number), order.clone())
                     .limit(page)
                     .to_owned()
-            };
+            });
             incident::Entity::find()
                 .filter(incident::Column::Number.in_subquery(numbers))
                 .order_by(col, order.clone())
