@@ -13,7 +13,9 @@ use keel_store::directory::NewUser;
 
 /// mimalloc instead of glibc's malloc: it hands freed memory back to the
 /// system, where glibc's per-thread arenas kept what bursts of requests had
-/// used (RSS stayed hundreds of MiB above idle after a load run).
+/// used (RSS stayed hundreds of MiB above idle after a load run). With the
+/// `override` feature (workspace `Cargo.toml`) it serves the C libraries'
+/// `malloc` too, SQLite's included.
 #[global_allocator]
 static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
