@@ -585,43 +585,52 @@ async fn load<C: ConnectionTrait>(
     Ok(loaded)
 }
 
-/// The numbers of a page of a queue of several states in creation order:
-/// each state's first `page` (its index, `(state, created_at)` or `(group,
-/// state, created_at, number, priority)`, gives them in order, so each
-/// share reads about a page of index entries), merged, and the first `page`
-/// of those. Sorting every open row of the queue instead read 4 492 index
-/// entries for the busiest group at 1 M incidents, 2 ms in `sqlite3`
-/// against 0.19 ms, and the whole desk's queue (no group) sorted every row
-/// of its priorities, 834 ms against 1 ms (bench/RESULTS.md, eighth
-/// session). Both databases merge the shares (SQLite's `MERGE (UNION
-/// ALL)`, PostgreSQL's Merge Append). On PostgreSQL the plain query is
-/// about as fast in `EXPLAIN ANALYZE` (for the busiest group at 1 M it
-/// walks the `created_at` index and filters out 1 008 rows), but under
-/// load the shares served a busy group's queue 2-33 % faster and the
-/// other queues as fast (paired runs, same session).
+/// The numbers (and creation times) of a page of a queue of several states
+/// in creation order: each state's rows in index order (`(state,
+/// created_at)` or `(group, state, created_at, number, priority)` gives
+/// them so), merged, and the first `page` of those, so that each state
+/// reads about a page of index entries. Sorting every open row of the
+/// queue instead read 4 492 index entries for the busiest group at 1 M
+/// incidents, 2 ms in `sqlite3` against 0.19 ms, and the whole desk's queue
+/// (no group) sorted every row of its priorities, 834 ms against 1 ms
+/// (bench/RESULTS.md, eighth session).
+///
+/// The two databases need different shapes for the same lazy merge:
+/// - SQLite flattens a plain union of the states into its `MERGE (UNION
+///   ALL)` of their index scans. When each state was a derived table with
+///   its own limit (until the ninth session), it sorted each again in a
+///   temporary B-tree before merging them.
+/// - PostgreSQL (`limited`) merges limited states (Merge Append of their
+///   index scans), but plans a plain union as an Append of every open row
+///   and a sort: 44 ms for the whole desk at 100 k incidents, against
+///   0.3 ms.
 fn newest_of_each(
     states: &[State],
     unstated: &Condition,
     order: sea_orm::Order,
     page: u64,
+    limited: bool,
 ) -> Option<sea_orm::sea_query::SelectStatement> {
     use sea_orm::sea_query::UnionType;
     let number = incident::Column::Number;
     let created = incident::Column::CreatedAt;
-    // A compound's members cannot be sorted or limited themselves (SQLite),
-    // so each share is a derived table.
     let share = |i: usize, s: &State| {
-        let inner = Query::select()
+        let mut rows = Query::select()
             .columns([number, created])
             .from(incident::Entity)
             .cond_where(unstated.clone().add(incident::Column::State.eq(s.as_str())))
-            .order_by((incident::Entity, created), order.clone())
-            .order_by((incident::Entity, number), order.clone())
-            .limit(page)
             .to_owned();
+        if !limited {
+            return rows;
+        }
+        // A compound's members cannot be sorted or limited themselves, so
+        // each limited share is a derived table.
+        rows.order_by((incident::Entity, created), order.clone())
+            .order_by((incident::Entity, number), order.clone())
+            .limit(page);
         Query::select()
             .columns([number, created])
-            .from_subquery(inner, Alias::new(format!("share{i}")))
+            .from_subquery(rows, Alias::new(format!("share{i}")))
             .to_owned()
     };
     // A state named twice is one share: two would fill the page with
@@ -635,14 +644,15 @@ fn newest_of_each(
     for s in shares {
         merged.union(UnionType::All, s);
     }
-    merged
-        .order_by(created, order.clone())
-        .order_by(number, order)
-        .limit(page);
+    // The union is a derived table, sorted and limited outside it. SQLite
+    // flattens it only when the sort key is selected too.
     Some(
         Query::select()
-            .column(number)
-            .from_subquery(merged, Alias::new("page"))
+            .columns([number, created])
+            .from_subquery(merged, Alias::new("states"))
+            .order_by(created, order.clone())
+            .order_by(number, order)
+            .limit(page)
             .to_owned(),
     )
 }
@@ -1658,7 +1668,10 @@ impl Store {
         // In creation order, such a queue is read one state at a time, from
         // the conditions so far (every one but the state).
         let by_state = (open_work && !fts_driven && sort.field == IncidentSort::CreatedAt)
-            .then(|| newest_of_each(&filter.states, &cond, order.clone(), page))
+            .then(|| {
+                let limited = self.backend() == DatabaseBackend::Postgres;
+                newest_of_each(&filter.states, &cond, order.clone(), page, limited)
+            })
             .flatten();
         if !filter.states.is_empty() {
             cond =
@@ -1675,7 +1688,12 @@ impl Store {
             // priority, m0006) without reading a row (an index-only scan on
             // PostgreSQL), so a large group's queue reads 50 rows instead
             // of thousands. In other orders than creation, both databases
-            // sort the open rows they found.
+            // sort the open rows they found. The rows are then read by a
+            // join from those numbers, in no particular order (they are
+            // sorted below): `number IN (...)` made SQLite build a
+            // temporary B-tree of the numbers and another to sort the
+            // rows, whole descriptions and all. `CROSS JOIN` keeps SQLite
+            // from reordering the join (and the numbers a co-routine).
             let numbers = by_state.unwrap_or_else(|| {
                 Query::select()
                     .column((incident::Entity, incident::Column::Number))
@@ -1686,10 +1704,16 @@ impl Store {
                     .limit(page)
                     .to_owned()
             });
-            incident::Entity::find()
-                .filter(incident::Column::Number.in_subquery(numbers))
-                .order_by(col, order.clone())
-                .order_by(incident::Column::Number, order)
+            let mut q = incident::Entity::find();
+            QuerySelect::query(&mut q)
+                .from_clear()
+                .from_subquery(numbers, Alias::new("page"))
+                .cross_join(incident::Entity)
+                .and_where(
+                    Expr::col((incident::Entity, incident::Column::Number))
+                        .equals((Alias::new("page"), incident::Column::Number)),
+                );
+            q
         } else if fts_driven {
             let mut q = incident::Entity::find();
             QuerySelect::query(&mut q).join(
@@ -1706,6 +1730,20 @@ impl Store {
         }
         .limit(page);
         let mut loaded = load(self.conn(), q).await?;
+        // In sort order, whichever order the statement gave the rows in.
+        loaded.models.sort_by(|a, b| {
+            let by_field = match sort.field {
+                IncidentSort::CreatedAt => a.created_at.cmp(&b.created_at),
+                IncidentSort::UpdatedAt => a.updated_at.cmp(&b.updated_at),
+                IncidentSort::Priority => a.priority.cmp(&b.priority),
+                IncidentSort::Number => std::cmp::Ordering::Equal,
+            };
+            let ascending = by_field.then(a.number.cmp(&b.number));
+            match sort.dir {
+                SortDir::Asc => ascending,
+                SortDir::Desc => ascending.reverse(),
+            }
+        });
         let field = sort.field;
         let next = page_next(&mut loaded.models, limit, |m| Cursor {
             sort: field.name().into(),
