@@ -111,9 +111,13 @@ pub struct ApiToken {
     /// The first characters of the secret, to recognise it.
     pub prefix: String,
     pub scopes: Vec<Scope>,
+    #[serde(serialize_with = "keel_core::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "keel_core::time::rfc3339_opt")]
     pub expires_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "keel_core::time::rfc3339_opt")]
     pub last_used_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "keel_core::time::rfc3339_opt")]
     pub revoked_at: Option<DateTime<Utc>>,
     /// The secret: present only in the response that created the token.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -184,7 +188,9 @@ pub struct User {
     pub groups: Vec<GroupSummary>,
     /// Inactive users cannot log in and their tokens stop working.
     pub active: bool,
+    #[serde(serialize_with = "keel_core::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "keel_core::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -260,7 +266,9 @@ pub struct Group {
     pub name: String,
     pub description: String,
     pub member_count: u64,
+    #[serde(serialize_with = "keel_core::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "keel_core::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -352,12 +360,18 @@ pub struct Incident {
     pub reassignment_count: i32,
     /// Optimistic-concurrency version; the ETag is `"<version>"`.
     pub version: i64,
+    #[serde(serialize_with = "keel_core::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "keel_core::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
     /// First agent reaction visible to the requester.
+    #[serde(serialize_with = "keel_core::time::rfc3339_opt")]
     pub first_response_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "keel_core::time::rfc3339_opt")]
     pub resolved_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "keel_core::time::rfc3339_opt")]
     pub closed_at: Option<DateTime<Utc>>,
+    #[serde(serialize_with = "keel_core::time::rfc3339_opt")]
     pub cancelled_at: Option<DateTime<Utc>>,
     /// Transitions the caller may apply now.
     pub actions: Vec<Action>,
@@ -485,6 +499,7 @@ pub struct Comment {
     pub author: UserSummary,
     pub body: String,
     pub visibility: Visibility,
+    #[serde(serialize_with = "keel_core::time::rfc3339")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -526,6 +541,7 @@ pub struct Attachment {
     /// Hex SHA-256 of the content.
     pub sha256: String,
     pub uploaded_by: UserSummary,
+    #[serde(serialize_with = "keel_core::time::rfc3339")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -626,6 +642,7 @@ pub struct Link {
     pub id: Uuid,
     pub kind: LinkKind,
     pub incident: IncidentSummary,
+    #[serde(serialize_with = "keel_core::time::rfc3339")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -661,6 +678,7 @@ pub struct HistoryItem {
     pub field: Option<String>,
     pub old_value: Option<String>,
     pub new_value: Option<String>,
+    #[serde(serialize_with = "keel_core::time::rfc3339")]
     pub created_at: DateTime<Utc>,
 }
 
@@ -692,6 +710,7 @@ pub struct Readiness {
 pub struct SlaTarget {
     pub kind: keel_sla::TargetKind,
     /// When the target is reached if the clock keeps running; `null` while paused.
+    #[serde(serialize_with = "keel_core::time::rfc3339_opt")]
     pub due_at: Option<DateTime<Utc>>,
     /// Business seconds used so far.
     pub elapsed_secs: i64,
@@ -703,6 +722,7 @@ pub struct SlaTarget {
     /// The target's length in business seconds.
     pub target_secs: i64,
     /// When the breach was recorded.
+    #[serde(serialize_with = "keel_core::time::rfc3339_opt")]
     pub breached_at: Option<DateTime<Utc>>,
     /// The policy that set the target.
     pub policy_id: Option<Uuid>,
@@ -793,7 +813,9 @@ pub struct SlaCalendar {
     pub week: WeekDto,
     pub holidays: Vec<HolidayDto>,
     pub exceptions: Vec<ExceptionDto>,
+    #[serde(serialize_with = "keel_core::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "keel_core::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -842,7 +864,9 @@ pub struct SlaPolicy {
     pub position: i32,
     pub active: bool,
     pub definition: keel_sla::PolicySpec,
+    #[serde(serialize_with = "keel_core::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "keel_core::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
 }
 
@@ -949,7 +973,9 @@ pub struct PriorityCompliance {
 /// SLA compliance of the incidents created in a period.
 #[derive(Debug, Serialize, ToSchema)]
 pub struct SlaReport {
+    #[serde(serialize_with = "keel_core::time::rfc3339")]
     pub from: DateTime<Utc>,
+    #[serde(serialize_with = "keel_core::time::rfc3339")]
     pub to: DateTime<Utc>,
     /// The kind of target counted; all kinds when `null`.
     pub kind: Option<keel_sla::TargetKind>,
@@ -1019,7 +1045,9 @@ pub struct Webhook {
     /// Event types, or `*` for all.
     pub events: Vec<String>,
     pub active: bool,
+    #[serde(serialize_with = "keel_core::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "keel_core::time::rfc3339")]
     pub updated_at: DateTime<Utc>,
     /// The signing secret: only in the response that created or changed it.
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -1115,9 +1143,12 @@ pub struct WebhookDelivery {
     pub response_status: Option<i32>,
     pub latency_ms: Option<i64>,
     pub last_error: Option<String>,
+    #[serde(serialize_with = "keel_core::time::rfc3339")]
     pub created_at: DateTime<Utc>,
+    #[serde(serialize_with = "keel_core::time::rfc3339_opt")]
     pub delivered_at: Option<DateTime<Utc>>,
     /// When a pending delivery is tried next.
+    #[serde(serialize_with = "keel_core::time::rfc3339_opt")]
     pub next_attempt_at: Option<DateTime<Utc>>,
 }
 
