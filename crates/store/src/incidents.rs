@@ -602,8 +602,8 @@ async fn load<C: ConnectionTrait>(
 ///   temporary B-tree before merging them.
 /// - PostgreSQL (`limited`) merges limited states (Merge Append of their
 ///   index scans), but plans a plain union as an Append of every open row
-///   and a sort: 44 ms for the whole desk at 100 k incidents, against
-///   0.3 ms.
+///   and a sort: for the whole desk at 100 k incidents, 2 098 rows and
+///   5.8-8.2 ms in `EXPLAIN ANALYZE`, against 0.29 ms.
 fn newest_of_each(
     states: &[State],
     unstated: &Condition,
