@@ -17,8 +17,8 @@ use keel_incident::{
 use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, JoinType, Query, SimpleExpr};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend,
-    DatabaseTransaction, EntityTrait, FromQueryResult, IdenStatic, Iterable, QueryFilter,
-    QueryOrder, QuerySelect, QueryTrait, Statement, TransactionTrait, Value,
+    DatabaseTransaction, EntityTrait, IdenStatic, Iterable, QueryFilter, QueryOrder, QuerySelect,
+    QueryTrait, Statement, TransactionTrait, Value,
 };
 use uuid::Uuid;
 
@@ -31,6 +31,7 @@ use crate::directory::{
 use crate::entities::{attachment, audit_event, comment, incident, link, sla_timer, watcher};
 use crate::multi::Writes;
 use crate::notify::{self, Audience, Event};
+use crate::rows::{self, Positions};
 use crate::search::{self, stmt};
 use crate::sla::{self, SlaTimerView, SyncEvent};
 use crate::webhooks;
@@ -710,18 +711,21 @@ async fn load_rows<C: ConnectionTrait>(
     let rows = db.query_all_raw(q.build(db.get_database_backend())).await?;
     let mut out = Loaded::default();
     let mut timers: HashMap<Uuid, Vec<sla_timer::Model>> = HashMap::new();
+    let mut positions = Positions::default();
+    let mut timer_positions = Positions::default();
     for row in rows {
-        let m = incident::Model::from_query_result(&row, "")?;
+        let m = rows::incident_of(&row, "", &mut positions)?;
         if !whole {
             out.models.push(m);
             continue;
         }
         let id: Option<Uuid> = row.try_get(TIMER_PREFIX, "id")?;
         if id.is_some() {
-            timers
-                .entry(m.id)
-                .or_default()
-                .push(sla_timer::Model::from_query_result(&row, TIMER_PREFIX)?);
+            timers.entry(m.id).or_default().push(rows::timer_of(
+                &row,
+                TIMER_PREFIX,
+                &mut timer_positions,
+            )?);
         }
         // One row per timer: the incident itself is taken once.
         if out.models.last().is_some_and(|l| l.id == m.id) {

@@ -14,6 +14,7 @@ pub mod incidents;
 mod multi;
 pub mod notify;
 mod numbers;
+mod rows;
 mod search;
 pub mod seed;
 pub mod sessions;

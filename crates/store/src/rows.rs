@@ -1,0 +1,171 @@
+//! Entity rows read by position, for the hot reads (list pages and gets).
+//!
+//! sea-orm's derived decoder looks every column up by name in every row
+//! and, for every NULL, formats a message naming the column only to drop
+//! it; with a prefix it also formats each column's name. On a list page of
+//! 50 incidents and their 100 SLA timers that was 14 % of the page's
+//! instructions (bench/RESULTS.md, ninth session). Here the columns are
+//! found by name once per result (from its first row) and then read by
+//! position straight from sqlx, which decodes a NULL as `None` without a
+//! message. A row from any other driver, or a result lacking a column,
+//! goes to sea-orm's decoder as before.
+
+use std::borrow::Cow;
+
+use sea_orm::sqlx::{self, Column as _, ColumnIndex, Row};
+use sea_orm::{IdenStatic, Iterable};
+
+/// Where each column of an entity is in a result's rows, by the column's
+/// place in the entity's `Column` enum; found on the result's first row.
+#[derive(Default)]
+pub(crate) struct Positions(Option<Option<Vec<usize>>>);
+
+impl Positions {
+    /// The positions of `C`'s columns, named `{prefix}{column}`, in `row`'s
+    /// result; `None` if one is missing.
+    pub(crate) fn of<R, C>(&mut self, row: &R, prefix: &str) -> Option<&[usize]>
+    where
+        R: Row,
+        for<'a> &'a str: ColumnIndex<R>,
+        C: IdenStatic + Iterable,
+    {
+        self.0
+            .get_or_insert_with(|| {
+                C::iter()
+                    .map(|c| {
+                        let name: Cow<'_, str> = if prefix.is_empty() {
+                            Cow::Borrowed(c.as_str())
+                        } else {
+                            Cow::Owned(format!("{prefix}{}", c.as_str()))
+                        };
+                        row.try_column(name.as_ref()).ok().map(|col| col.ordinal())
+                    })
+                    .collect()
+            })
+            .as_deref()
+    }
+}
+
+/// A sqlx error as sea-orm reports one.
+pub(crate) fn db_err(e: sqlx::Error) -> sea_orm::DbErr {
+    sea_orm::DbErr::Query(sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(e)))
+}
+
+/// `decoder!(name, entity_module { field: Column, ... })` defines
+/// `name(row, prefix, positions)`, which decodes `entity_module::Model`
+/// from a sea-orm `QueryResult` by position. Every field of the model must
+/// be listed (the struct literal will not compile otherwise).
+macro_rules! decoder {
+    ($name:ident, $entity:ident { $($field:ident: $col:ident),* $(,)? }) => {
+        pub(crate) fn $name(
+            row: &sea_orm::QueryResult,
+            prefix: &str,
+            positions: &mut $crate::rows::Positions,
+        ) -> Result<$entity::Model, sea_orm::DbErr> {
+            use sea_orm::FromQueryResult as _;
+            use sea_orm::sqlx::{self, Decode, Type};
+            fn at<'r, R, DB>(r: &'r R, positions: &[usize]) -> Result<$entity::Model, sqlx::Error>
+            where
+                R: sqlx::Row<Database = DB>,
+                DB: sqlx::Database,
+                usize: sqlx::ColumnIndex<R>,
+                uuid::Uuid: Decode<'r, DB> + Type<DB>,
+                String: Decode<'r, DB> + Type<DB>,
+                i64: Decode<'r, DB> + Type<DB>,
+                i32: Decode<'r, DB> + Type<DB>,
+                bool: Decode<'r, DB> + Type<DB>,
+                keel_core::time::Timestamp: Decode<'r, DB> + Type<DB>,
+            {
+                use $entity::Column as C;
+                // A column missing from `positions` is out of bounds: an error.
+                let at = |c: C| positions.get(c as usize).copied().unwrap_or(usize::MAX);
+                Ok($entity::Model {
+                    $($field: r.try_get(at(C::$col))?,)*
+                })
+            }
+            if let Some(r) = row.try_as_sqlite_row() {
+                if let Some(p) = positions.of::<_, $entity::Column>(r, prefix) {
+                    return at(r, p).map_err($crate::rows::db_err);
+                }
+            } else if let Some(r) = row.try_as_pg_row()
+                && let Some(p) = positions.of::<_, $entity::Column>(r, prefix)
+            {
+                return at(r, p).map_err($crate::rows::db_err);
+            }
+            $entity::Model::from_query_result(row, prefix)
+        }
+    };
+}
+
+use crate::entities::{incident, sla_timer};
+
+decoder!(
+    incident_of,
+    incident {
+        id: Id,
+        number: Number,
+        title: Title,
+        description: Description,
+        impact: Impact,
+        urgency: Urgency,
+        priority: Priority,
+        priority_overridden: PriorityOverridden,
+        category: Category,
+        major: Major,
+        state: State,
+        hold_reason: HoldReason,
+        resolution_code: ResolutionCode,
+        resolution_notes: ResolutionNotes,
+        requester_id: RequesterId,
+        assignment_group_id: AssignmentGroupId,
+        assignee_id: AssigneeId,
+        reassignment_count: ReassignmentCount,
+        created_by: CreatedBy,
+        version: Version,
+        created_at: CreatedAt,
+        updated_at: UpdatedAt,
+        first_response_at: FirstResponseAt,
+        resolved_at: ResolvedAt,
+        closed_at: ClosedAt,
+        cancelled_at: CancelledAt,
+    }
+);
+
+decoder!(
+    timer_of,
+    sla_timer {
+        id: Id,
+        record_type: RecordType,
+        record_id: RecordId,
+        kind: Kind,
+        policy_id: PolicyId,
+        calendar_id: CalendarId,
+        target_secs: TargetSecs,
+        started_at: StartedAt,
+        pauses: Pauses,
+        stopped_at: StoppedAt,
+        state: State,
+        due_at: DueAt,
+        warned_percent: WarnedPercent,
+        breached_at: BreachedAt,
+        next_check_at: NextCheckAt,
+        updated_at: UpdatedAt,
+    }
+);
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn entity_columns_are_numbered_in_the_order_they_are_listed() {
+        // `Positions::of` lists them in `iter()` order and the decoders
+        // find each by its discriminant.
+        for (i, c) in incident::Column::iter().enumerate() {
+            assert_eq!(c as usize, i, "{}", c.as_str());
+        }
+        for (i, c) in sla_timer::Column::iter().enumerate() {
+            assert_eq!(c as usize, i, "{}", c.as_str());
+        }
+    }
+}
