@@ -11,6 +11,7 @@ pub mod hashing;
 pub mod idempotency;
 pub mod inbound;
 pub mod metrics;
+pub mod reply;
 pub mod routes;
 pub mod state;
 

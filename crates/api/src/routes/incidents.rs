@@ -5,7 +5,7 @@ use std::io::Write;
 use actix_multipart::Multipart;
 use actix_web::http::StatusCode;
 use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
+use actix_web::{HttpRequest, HttpResponse, ResponseError, delete, get, patch, post, web};
 use futures_util::StreamExt;
 use keel_core::query::{Limit, Sort, SortDir, search_terms};
 use keel_core::{AttachmentId, GroupId, LinkId, UserId};
@@ -29,6 +29,7 @@ use crate::dto::{
 };
 use crate::error::{ApiError, Problem};
 use crate::idempotency::IdempotencyKey;
+use crate::reply::{self, Reply};
 use crate::state::AppState;
 
 fn with_etag(status: StatusCode, inc: Incident) -> HttpResponse {
@@ -37,7 +38,10 @@ fn with_etag(status: StatusCode, inc: Incident) -> HttpResponse {
     if status == StatusCode::CREATED {
         res.insert_header((header::LOCATION, format!("/api/v1/incidents/{}", inc.id)));
     }
-    res.json(inc)
+    match reply::to_json(&inc) {
+        Ok(body) => res.content_type(mime::APPLICATION_JSON).body(body),
+        Err(e) => ApiError::internal(e).error_response(),
+    }
 }
 
 /// Raise an incident
@@ -176,7 +180,7 @@ pub async fn list(
     state: web::Data<AppState>,
     auth: Auth,
     q: web::Query<ListParams>,
-) -> Result<web::Json<Page<Incident>>, ApiError> {
+) -> Result<Reply<Page<Incident>>, ApiError> {
     let q = q.into_inner();
     let mut filter = IncidentFilter::default();
     for s in split(q.state.as_deref()) {
@@ -242,7 +246,7 @@ pub async fn list(
             q.cursor.as_deref(),
         )
         .await?;
-    Ok(web::Json(Page {
+    Ok(Reply(Page {
         items: page.items.into_iter().map(Into::into).collect(),
         next: page.next,
     }))
