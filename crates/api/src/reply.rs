@@ -1,4 +1,5 @@
-//! The JSON response body of the hot reads (incident lists and gets): the
+//! The JSON response body of incident lists and single incidents (create,
+//! get, update, transition; `routes::incidents::with_etag`): the
 //! same JSON as `web::Json` writes, written by sonic-rs, whose SIMD string
 //! escaping replaces serde_json's byte-at-a-time loop. A list page of 50
 //! incidents is about 56 KB of JSON, and serde_json's escaping was 12 % of
