@@ -76,7 +76,12 @@ pub(crate) async fn write<C: ConnectionTrait>(db: &C, e: Entry<'_>) -> Result<()
 
 /// The insert that writes `e`, to send with others ([`crate::multi`]).
 pub(crate) fn statement(backend: DatabaseBackend, e: Entry<'_>) -> Statement {
-    audit_event::Entity::insert(audit_event::ActiveModel {
+    audit_event::Entity::insert(row(e)).build(backend)
+}
+
+/// The row [`statement`] inserts.
+pub(crate) fn row(e: Entry<'_>) -> audit_event::ActiveModel {
+    audit_event::ActiveModel {
         id: NotSet,
         record_type: Set(e.kind.as_str().to_owned()),
         record_id: Set(e.record),
@@ -87,6 +92,5 @@ pub(crate) fn statement(backend: DatabaseBackend, e: Entry<'_>) -> Statement {
         new_value: Set(e.new),
         visibility: Set(if e.internal { "internal" } else { "public" }.to_owned()),
         created_at: Set(e.at),
-    })
-    .build(backend)
+    }
 }

@@ -29,7 +29,7 @@ use crate::directory::{
     GroupRef, Page, UserRef, is_member_in, page_next, refs_of, user_ref, user_refs,
 };
 use crate::entities::{attachment, audit_event, comment, incident, link, sla_timer, watcher};
-use crate::multi::Writes;
+use crate::multi::{Insert, Writes};
 use crate::notify::{self, Audience, Event};
 use crate::rows::{self, Positions};
 use crate::search::{self, stmt};
@@ -438,46 +438,40 @@ impl Draft {
             cancelled_at: None,
         };
         let mut w = Writes::new(backend);
-        w.push(
-            incident::Entity::insert(incident::ActiveModel::from(model.clone()).reset_all())
-                .build(backend),
-        );
+        w.push_rows(Insert::of([
+            incident::ActiveModel::from(model.clone()).reset_all()
+        ]));
         let entry = |action, field, old, new| {
             Entry::new(KIND, id, Some(actor), action, t)
                 .field(field)
                 .change(old, new)
         };
-        w.push(audit::statement(
-            backend,
-            entry(
-                "created",
-                None,
-                None,
-                Some(RecordNumber::new(KIND, number).to_string()),
-            ),
-        ));
+        let mut entries = vec![audit::row(entry(
+            "created",
+            None,
+            None,
+            Some(RecordNumber::new(KIND, number).to_string()),
+        ))];
         if new.priority.is_some() {
-            w.push(audit::statement(
-                backend,
-                entry(
-                    "priority_overridden",
-                    Some("priority"),
-                    Some(computed.get().to_string()),
-                    Some(priority.get().to_string()),
-                ),
-            ));
+            entries.push(audit::row(entry(
+                "priority_overridden",
+                Some("priority"),
+                Some(computed.get().to_string()),
+                Some(priority.get().to_string()),
+            )));
         }
-        w.push_opt(search::insert_statement(
-            backend,
-            vec![search::SearchRow::new(
-                number,
-                &model.title,
-                &model.description,
-                [],
-            )],
-        ));
+        w.push_rows(Insert::of(entries));
+        let search_row = search::SearchRow::new(number, &model.title, &model.description, []);
+        match backend {
+            DatabaseBackend::Postgres => w.push_rows(search::pg_rows(vec![search_row])),
+            _ => w.push_opt(search::insert_statement(backend, vec![search_row])),
+        }
         let timers = sla::plan(&cfg.sla, &model, &[], SyncEvent::Created, t)?.inserted;
-        w.push_opt(sla::insert_statement(backend, &timers));
+        w.push_rows(Insert::of(
+            timers
+                .iter()
+                .map(|r| sla_timer::ActiveModel::from(r.clone()).reset_all()),
+        ));
         for s in webhooks::statements(backend, &cfg.hooks, "incident.created", &model, None, t)? {
             w.push(s);
         }
@@ -504,7 +498,7 @@ impl Draft {
             },
             &workers,
         ));
-        w.push_opt(notify::insert_statement(backend, outbox));
+        w.push_rows(Insert::of(outbox));
         Ok((w, model, timers))
     }
 }
@@ -843,9 +837,25 @@ async fn first_number_in_savepoint(txn: &DatabaseTransaction) -> Result<i64, Sto
     take_numbers(txn, &sql, 1).await
 }
 
-/// Reserves `k` incident numbers; answers the first.
-async fn reserve_numbers<C: ConnectionTrait>(db: &C, k: i64) -> Result<i64, StoreError> {
-    take_numbers(db, RESERVE, k).await
+/// What a PostgreSQL create answers with: the record and its SLA timers.
+pub(crate) type Created = (incident::Model, Vec<sla_timer::Model>);
+
+/// [`RESERVE`] on PostgreSQL for [`crate::combine`], committed without
+/// waiting for its WAL to reach the disk. That is safe: WAL is flushed in
+/// order, so the commit of any incident that uses one of these numbers
+/// (which does wait) makes the reservation durable first; a crash before
+/// any such commit loses only numbers nobody holds.
+const RESERVE_WITHOUT_FLUSH: &str = "UPDATE sequences SET next_value = next_value + ? \
+     FROM (SELECT set_config('synchronous_commit', 'off', true)) AS no_flush \
+     WHERE name = ? RETURNING next_value - ? AS n";
+
+/// Reserves `k` incident numbers on PostgreSQL for [`crate::combine`];
+/// answers the first.
+pub(crate) fn reserve(
+    db: &sea_orm::DatabaseConnection,
+    k: i64,
+) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<i64, StoreError>> + Send + '_>> {
+    Box::pin(take_numbers(db, RESERVE_WITHOUT_FLUSH, k))
 }
 
 /// Runs `sql`, which ends with [`RESERVE`], for `k` numbers.
@@ -1128,17 +1138,20 @@ impl Store {
             t,
         };
         let (model, timers) = match self.backend() {
-            // On PostgreSQL the number is taken before, and shared with
-            // creates arriving together ([`crate::numbers`]). Everything
-            // else is one statement, atomic without a transaction around it.
+            // On PostgreSQL the creates arriving together take their numbers
+            // in one statement and write their rows in another, each atomic
+            // without a transaction around it ([`crate::combine`]).
             DatabaseBackend::Postgres => {
-                let number = self
-                    .numbers
-                    .take(|k| reserve_numbers(self.writer(), k))
-                    .await?;
-                let (writes, model, timers) = draft.writes(DatabaseBackend::Postgres, number)?;
-                writes.run(self.writer()).await?;
-                (model, timers)
+                self.creates
+                    .create(
+                        self.writer(),
+                        Box::new(move |number| {
+                            let (writes, model, timers) =
+                                draft.writes(DatabaseBackend::Postgres, number)?;
+                            Ok((writes, (model, timers)))
+                        }),
+                    )
+                    .await?
             }
             // SQLite has one writer at a time anyway; there the number is
             // taken in the (group-committed) transaction, as an extra

@@ -6,6 +6,7 @@
 mod audit;
 mod batch;
 mod cache;
+mod combine;
 pub mod directory;
 pub mod entities;
 mod error;
@@ -13,7 +14,6 @@ pub mod idempotency;
 pub mod incidents;
 mod multi;
 pub mod notify;
-mod numbers;
 mod rows;
 mod search;
 pub mod seed;
@@ -46,8 +46,8 @@ pub struct Store {
     cache: Arc<cache::ConfigCache>,
     /// Group commit for SQLite's writer; `None` on PostgreSQL.
     batcher: Option<batch::Batcher>,
-    /// Incident numbers reserved and not yet used (PostgreSQL).
-    numbers: Arc<numbers::Numbers>,
+    /// Incident creates waiting to be written together (PostgreSQL).
+    creates: Arc<combine::Combiner<incidents::Created>>,
 }
 
 /// How long a PostgreSQL connection may sit idle in the pool before it is
@@ -130,7 +130,7 @@ impl Store {
                 batcher: Some(batch::Batcher::start(writer.clone())?),
                 writer,
                 cache: Arc::new(cache::ConfigCache::new(DEFAULT_CONFIG_CACHE)),
-                numbers: Arc::default(),
+                creates: Arc::new(combine::Combiner::new(incidents::reserve)),
             })
         } else {
             let db = Database::connect(options(max_connections, false))
@@ -141,7 +141,7 @@ impl Store {
                 db,
                 cache: Arc::new(cache::ConfigCache::new(DEFAULT_CONFIG_CACHE)),
                 batcher: None,
-                numbers: Arc::default(),
+                creates: Arc::new(combine::Combiner::new(incidents::reserve)),
             })
         }
     }

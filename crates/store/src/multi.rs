@@ -16,14 +16,84 @@
 //! rows that refer to it is fine; updating a row another part inserts is not.
 //! A part must not start with `WITH` of its own.
 
-use sea_orm::{ConnectionTrait, DatabaseBackend, Statement, Value, Values};
+use sea_orm::sea_query::{Alias, Query};
+use sea_orm::{
+    ActiveModelTrait, ActiveValue, ConnectionTrait, DatabaseBackend, EntityName, EntityTrait,
+    Iterable, Statement, Value, Values,
+};
 
 use crate::StoreError;
+
+/// Rows for one table, as values in column order: an insert not yet built,
+/// so that PostgreSQL can send the rows of several writes as arrays
+/// ([`crate::combine`]), and anything else as one multi-row `INSERT`.
+#[derive(Debug, Clone, PartialEq)]
+pub(crate) struct Insert {
+    pub table: &'static str,
+    pub columns: Vec<&'static str>,
+    pub rows: Vec<Vec<Value>>,
+}
+
+impl Insert {
+    /// The rows of `models`, with the columns each sets (an auto-increment
+    /// key left unset is left out); `None` if there are none, or if they
+    /// do not all set the same columns.
+    pub fn of<A>(models: impl IntoIterator<Item = A>) -> Option<Insert>
+    where
+        A: ActiveModelTrait,
+    {
+        let table = <A::Entity as Default>::default().table_name();
+        let mut columns: Option<Vec<&'static str>> = None;
+        let mut rows = Vec::new();
+        for m in models {
+            let mut names = Vec::new();
+            let mut row = Vec::new();
+            for c in <A::Entity as EntityTrait>::Column::iter() {
+                match m.get(c) {
+                    ActiveValue::Set(v) | ActiveValue::Unchanged(v) => {
+                        names.push(sea_orm::IdenStatic::as_str(&c));
+                        row.push(v);
+                    }
+                    ActiveValue::NotSet => {}
+                }
+            }
+            match &columns {
+                None => columns = Some(names),
+                Some(first) if *first != names => return None,
+                Some(_) => {}
+            }
+            rows.push(row);
+        }
+        Some(Insert {
+            table,
+            columns: columns?,
+            rows,
+        })
+    }
+
+    /// The multi-row `INSERT` of these rows.
+    pub fn statement(self, backend: DatabaseBackend) -> Result<Statement, StoreError> {
+        let mut q = Query::insert();
+        q.into_table(Alias::new(self.table))
+            .columns(self.columns.iter().map(|c| Alias::new(*c)));
+        for row in self.rows {
+            q.values(row.into_iter().map(Into::into))
+                .map_err(|e| StoreError::Db(sea_orm::DbErr::Custom(e.to_string())))?;
+        }
+        Ok(backend.build(&q))
+    }
+}
+
+/// One write of [`Writes`].
+enum Part {
+    Sql(Statement),
+    Rows(Insert),
+}
 
 /// Writes to send together.
 pub(crate) struct Writes {
     backend: DatabaseBackend,
-    parts: Vec<Statement>,
+    parts: Vec<Part>,
 }
 
 impl Writes {
@@ -36,12 +106,39 @@ impl Writes {
 
     /// Adds a statement built for this backend.
     pub fn push(&mut self, s: Statement) {
-        self.parts.push(s);
+        self.parts.push(Part::Sql(s));
+    }
+
+    /// Adds rows to insert, if there are any.
+    pub fn push_rows(&mut self, rows: Option<Insert>) {
+        if let Some(r) = rows.filter(|r| !r.rows.is_empty()) {
+            self.parts.push(Part::Rows(r));
+        }
     }
 
     /// Puts a statement before those already added.
     pub fn prepend(&mut self, s: Statement) {
-        self.parts.insert(0, s);
+        self.parts.insert(0, Part::Sql(s));
+    }
+
+    /// The writes as rows only, if none of them is a statement of its own
+    /// and every value passes `fits`.
+    pub fn into_rows(self, fits: impl Fn(&Value) -> bool) -> Result<Vec<Insert>, Writes> {
+        let rows_only = self.parts.iter().all(|p| match p {
+            Part::Sql(_) => false,
+            Part::Rows(r) => r.rows.iter().flatten().all(&fits),
+        });
+        if !rows_only {
+            return Err(self);
+        }
+        Ok(self
+            .parts
+            .into_iter()
+            .filter_map(|p| match p {
+                Part::Rows(r) => Some(r),
+                Part::Sql(_) => None,
+            })
+            .collect())
     }
 
     /// Adds a statement if there is one.
@@ -52,11 +149,18 @@ impl Writes {
     }
 
     /// The one statement that makes all the writes, if there are any.
-    pub fn statement(self) -> Option<Statement> {
+    pub fn statement(self) -> Result<Option<Statement>, StoreError> {
         let backend = self.backend;
-        let mut parts = self.parts;
+        let mut parts = self
+            .parts
+            .into_iter()
+            .map(|p| match p {
+                Part::Sql(s) => Ok(s),
+                Part::Rows(r) => r.statement(backend),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
         if parts.len() <= 1 {
-            return parts.pop();
+            return Ok(parts.pop());
         }
         let mut values: Vec<Value> = Vec::new();
         let mut text = String::new();
@@ -86,12 +190,12 @@ impl Writes {
                 values.extend(v);
             }
         }
-        Some(Statement::from_sql_and_values(backend, text, values))
+        Ok(Some(Statement::from_sql_and_values(backend, text, values)))
     }
 
     /// Runs the writes; nothing to do is fine.
     pub async fn run<C: ConnectionTrait>(self, db: &C) -> Result<(), StoreError> {
-        if let Some(s) = self.statement() {
+        if let Some(s) = self.statement()? {
             db.execute_raw(s).await?;
         }
         Ok(())
@@ -183,7 +287,11 @@ mod tests {
             r#"INSERT INTO "c" ("x", "$1") VALUES ($1) ON CONFLICT DO NOTHING"#,
             vec![5.into()],
         ));
-        let s = w.statement().unwrap_or_else(|| panic!("no statement"));
+        let s = w
+            .statement()
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("no statement"));
         assert_eq!(
             s.sql,
             r#"WITH w0 AS (INSERT INTO "a" ("x", "y") VALUES ($1, $2)), w1 AS (INSERT INTO "b" ("x") VALUES ($3), ($4)) INSERT INTO "c" ("x", "$1") VALUES ($5) ON CONFLICT DO NOTHING"#
@@ -193,14 +301,21 @@ mod tests {
 
     #[test]
     fn one_part_is_sent_as_it_is_and_none_is_nothing() {
-        assert!(Writes::new(DbBackend::Postgres).statement().is_none());
+        assert!(matches!(
+            Writes::new(DbBackend::Postgres).statement(),
+            Ok(None)
+        ));
         let mut w = Writes::new(DbBackend::Postgres);
         w.push(st(
             DbBackend::Postgres,
             "DELETE FROM t WHERE n = $1",
             vec![1.into()],
         ));
-        let s = w.statement().unwrap_or_else(|| panic!("no statement"));
+        let s = w
+            .statement()
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("no statement"));
         assert_eq!(s.sql, "DELETE FROM t WHERE n = $1");
     }
 

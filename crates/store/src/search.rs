@@ -10,6 +10,7 @@ use sea_orm::{
 
 use crate::StoreError;
 use crate::entities::{comment, incident};
+use crate::multi::Insert;
 
 /// Rewrites `?` placeholders as `$1, $2, ...` for PostgreSQL.
 pub(crate) fn sql(backend: DatabaseBackend, text: &str) -> String {
@@ -92,6 +93,36 @@ pub(crate) async fn insert_rows<C: ConnectionTrait>(
         db.execute_raw(s).await?;
     }
     Ok(())
+}
+
+/// Search rows as rows to insert on PostgreSQL (SQLite's search table is
+/// keyed by `rowid`, which takes [`insert_statement`]).
+pub(crate) fn pg_rows(rows: Vec<SearchRow>) -> Option<Insert> {
+    if rows.is_empty() {
+        return None;
+    }
+    Some(Insert {
+        table: "incident_search",
+        columns: vec![
+            "number",
+            "title",
+            "description",
+            "public_comments",
+            "internal_comments",
+        ],
+        rows: rows
+            .into_iter()
+            .map(|r| {
+                vec![
+                    r.number.into(),
+                    r.title.into(),
+                    r.description.into(),
+                    r.public_comments.into(),
+                    r.internal_comments.into(),
+                ]
+            })
+            .collect(),
+    })
 }
 
 /// The insert [`insert_rows`] makes, to send with others.
