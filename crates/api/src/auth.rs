@@ -52,19 +52,21 @@ pub fn bearer(req: &HttpRequest) -> Option<String> {
 }
 
 /// Resolves a bearer credential to an actor, from the actor cache when it
-/// is fresh there. A JWT's signature and expiry are checked every time.
+/// is fresh there. A JWT's signature and claims are checked when the token
+/// is not in the cache: an entry is keyed by the SHA-256 of the exact token
+/// that passed those checks, and never outlives the token's expiry, so a hit
+/// is a token already verified and not yet expired.
 pub async fn authenticate(state: &AppState, bearer: Option<String>) -> Result<Actor, ApiError> {
     let token = bearer.ok_or(AuthError::Missing)?;
-    let api_token = is_api_token(&token);
-    let claims = if api_token {
-        None
-    } else {
-        Some(state.jwt.verify(&token)?)
-    };
     let key = sha256_hex(token.as_bytes());
     if let Some(actor) = state.actors.get(&key) {
         return Ok(actor);
     }
+    let claims = if is_api_token(&token) {
+        None
+    } else {
+        Some(state.jwt.verify(&token)?)
+    };
     let generation = state.actors.generation();
     let now = chrono::Utc::now();
     let remaining = |until: chrono::DateTime<chrono::Utc>| (until - now).to_std().ok();
