@@ -245,8 +245,8 @@ pub(crate) async fn user_refs<C: ConnectionTrait>(
 
 /// The names of `users` and `groups`, in one statement (a `UNION ALL` of
 /// the two lookups): what a page of records shows beside its ids.
-pub(crate) async fn refs_of<C: ConnectionTrait>(
-    db: &C,
+pub(crate) async fn refs_of(
+    db: &sea_orm::DatabaseConnection,
     users: &[Uuid],
     groups: &[Uuid],
 ) -> Result<(HashMap<Uuid, UserRef>, HashMap<Uuid, GroupRef>), StoreError> {
@@ -294,10 +294,7 @@ pub(crate) async fn refs_of<C: ConnectionTrait>(
     for p in parts {
         q.union(UnionType::All, p);
     }
-    for row in db
-        .query_all_raw(db.get_database_backend().build(&q))
-        .await?
-    {
+    for row in crate::rows::fetch_all(db, db.get_database_backend().build(&q)).await? {
         let id: Uuid = row.try_get("", "id")?;
         let a: String = row.try_get("", "a")?;
         let tag: i32 = row.try_get("", "tag")?;

@@ -17,8 +17,8 @@ use keel_incident::{
 use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, JoinType, Query, SimpleExpr};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend,
-    DatabaseTransaction, EntityTrait, IdenStatic, Iterable, QueryFilter, QueryOrder, QuerySelect,
-    QueryTrait, Statement, TransactionTrait, Value,
+    DatabaseConnection, DatabaseTransaction, EntityTrait, IdenStatic, Iterable, QueryFilter,
+    QueryOrder, QuerySelect, QueryTrait, Statement, TransactionTrait, Value,
 };
 use uuid::Uuid;
 
@@ -324,11 +324,40 @@ fn reach_condition(reach: &Reach) -> Condition {
 
 /// The query for an incident by id or number (`None` if `key` is neither).
 fn by_key(key: &str) -> Option<sea_orm::Select<incident::Entity>> {
-    let q = incident::Entity::find();
-    if let Ok(id) = Uuid::parse_str(key) {
-        Some(q.filter(incident::Column::Id.eq(id)))
-    } else {
-        RecordNumber::parse(KIND, key).map(|n| q.filter(incident::Column::Number.eq(n.seq)))
+    Key::parse(key).map(Key::select)
+}
+
+/// One incident's unique key: its id or its number.
+#[derive(Clone, Copy, Debug, PartialEq)]
+enum Key {
+    Id(Uuid),
+    Number(i64),
+}
+
+impl Key {
+    /// An id, or a number such as `INC0000042`.
+    fn parse(key: &str) -> Option<Key> {
+        if let Ok(id) = Uuid::parse_str(key) {
+            Some(Key::Id(id))
+        } else {
+            RecordNumber::parse(KIND, key).map(|n| Key::Number(n.seq))
+        }
+    }
+
+    fn select(self) -> sea_orm::Select<incident::Entity> {
+        let q = incident::Entity::find();
+        match self {
+            Key::Id(id) => q.filter(incident::Column::Id.eq(id)),
+            Key::Number(n) => q.filter(incident::Column::Number.eq(n)),
+        }
+    }
+
+    /// The value [`Key::select`] binds.
+    fn value(self) -> Value {
+        match self {
+            Key::Id(id) => id.into(),
+            Key::Number(n) => n.into(),
+        }
     }
 }
 
@@ -560,11 +589,11 @@ struct Loaded {
 /// page's statement, and no slower on PostgreSQL, where the subqueries ran
 /// one index scan per name per row and joins took 1.4 ms to plan at every
 /// run (bench/RESULTS.md, fifth session).
-async fn load<C: ConnectionTrait>(
-    db: &C,
+async fn load(
+    db: &DatabaseConnection,
     q: sea_orm::Select<incident::Entity>,
 ) -> Result<Loaded, StoreError> {
-    let mut loaded = load_rows(db, q, Rows::Plain).await?;
+    let mut loaded = load_rows(db, q).await?;
     let mut users: Vec<Uuid> = Vec::new();
     let mut groups: Vec<Uuid> = Vec::new();
     for m in &loaded.models {
@@ -661,13 +690,36 @@ enum Rows {
     Whole,
 }
 
-/// [`load`] for one incident (`q` finds it by a unique key), with its SLA
-/// timers joined in: the whole view in one statement (one round trip)
-/// instead of two. No limit: it would count timer rows, not incidents.
-async fn load_one<C: ConnectionTrait>(
-    db: &C,
-    mut q: sea_orm::Select<incident::Entity>,
-) -> Result<Loaded, StoreError> {
+/// [`load`] for one incident, with its SLA timers joined in: the whole
+/// view in one statement (one round trip) instead of two. The statement's
+/// text depends only on the database and the kind of key, so it is built
+/// once per pair and only the key is bound per call: building it with
+/// sea-query took a fifth of a get's instructions (bench/RESULTS.md,
+/// eleventh session).
+async fn load_one(db: &DatabaseConnection, key: Key) -> Result<Loaded, StoreError> {
+    let stmt = load_one_statement(db.get_database_backend(), key);
+    load_statement(db, stmt, Rows::Whole).await
+}
+
+/// [`load_one_query`] built for `backend`: its text from a cache, `key`'s
+/// value bound.
+fn load_one_statement(backend: DatabaseBackend, key: Key) -> Statement {
+    use std::sync::OnceLock;
+    static TEXTS: [OnceLock<String>; 4] = [const { OnceLock::new() }; 4];
+    let slot = match (backend, key) {
+        (DatabaseBackend::Postgres, Key::Id(_)) => 0,
+        (DatabaseBackend::Postgres, Key::Number(_)) => 1,
+        (_, Key::Id(_)) => 2,
+        (_, Key::Number(_)) => 3,
+    };
+    let sql = TEXTS[slot].get_or_init(|| load_one_query(key).build(backend).sql);
+    Statement::from_sql_and_values(backend, sql.as_str(), [key.value()])
+}
+
+/// The query behind [`load_one`]'s statement. No limit: it would count
+/// timer rows, not incidents.
+fn load_one_query(key: Key) -> sea_orm::Select<incident::Entity> {
+    let mut q = key.select();
     QuerySelect::query(&mut q).join(
         JoinType::LeftJoin,
         sla_timer::Entity,
@@ -682,27 +734,36 @@ async fn load_one<C: ConnectionTrait>(
             // `.cargo/config.toml`.)
             .add(Expr::cust("sla_timers.record_type = 'incident'")),
     );
-    load_rows(db, q, Rows::Whole).await
+    q = REF_COLUMNS
+        .iter()
+        .fold(q, |q, (alias, sql)| q.expr_as(Expr::cust(*sql), *alias));
+    for c in sla_timer::Column::iter() {
+        q = q.expr_as(
+            Expr::col((sla_timer::Entity, c)),
+            format!("{TIMER_PREFIX}{}", c.as_str()),
+        );
+    }
+    q
 }
 
-async fn load_rows<C: ConnectionTrait>(
-    db: &C,
-    mut q: sea_orm::Select<incident::Entity>,
+/// Runs `q` and decodes its incidents, nothing else.
+async fn load_rows(
+    db: &DatabaseConnection,
+    q: sea_orm::Select<incident::Entity>,
+) -> Result<Loaded, StoreError> {
+    let stmt = q.build(db.get_database_backend());
+    load_statement(db, stmt, Rows::Plain).await
+}
+
+/// Runs a statement of incidents (with [`load_one_query`]'s columns when
+/// `rows` is [`Rows::Whole`]) and decodes its rows.
+async fn load_statement(
+    db: &DatabaseConnection,
+    stmt: Statement,
     rows: Rows,
 ) -> Result<Loaded, StoreError> {
     let whole = rows == Rows::Whole;
-    if whole {
-        q = REF_COLUMNS
-            .iter()
-            .fold(q, |q, (alias, sql)| q.expr_as(Expr::cust(*sql), *alias));
-        for c in sla_timer::Column::iter() {
-            q = q.expr_as(
-                Expr::col((sla_timer::Entity, c)),
-                format!("{TIMER_PREFIX}{}", c.as_str()),
-            );
-        }
-    }
-    let rows = db.query_all_raw(q.build(db.get_database_backend())).await?;
+    let rows = rows::fetch_all(db, stmt).await?;
     let mut out = Loaded::default();
     let mut timers: HashMap<Uuid, Vec<sla_timer::Model>> = HashMap::new();
     let mut positions = Positions::default();
@@ -1031,7 +1092,7 @@ impl Store {
     }
 
     async fn view(&self, actor: &Actor, id: Uuid) -> Result<IncidentView, StoreError> {
-        let loaded = load_one(self.conn(), incident::Entity::find_by_id(id)).await?;
+        let loaded = load_one(self.conn(), Key::Id(id)).await?;
         self.views_of(actor, loaded)
             .await?
             .pop()
@@ -1217,8 +1278,8 @@ impl Store {
     /// An incident by id or number, if the caller may read it.
     pub async fn get_incident(&self, actor: &Actor, key: &str) -> Result<IncidentView, StoreError> {
         let reach = reach(actor)?;
-        let q = by_key(key).ok_or(StoreError::NotFound("incident"))?;
-        let loaded = load_one(self.conn(), q).await?;
+        let key = Key::parse(key).ok_or(StoreError::NotFound("incident"))?;
+        let loaded = load_one(self.conn(), key).await?;
         let m = loaded
             .models
             .first()
@@ -2671,4 +2732,36 @@ async fn apply_effects(
         audit::write(txn, assigned).await?;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_get_binds_its_key_into_the_same_statement_sea_query_builds() {
+        let id = Uuid::now_v7();
+        for backend in [DatabaseBackend::Sqlite, DatabaseBackend::Postgres] {
+            for key in [
+                Key::Id(Uuid::nil()),
+                Key::Id(id),
+                Key::Number(42),
+                Key::Number(7),
+            ] {
+                let cached = load_one_statement(backend, key);
+                let built = load_one_query(key).build(backend);
+                assert_eq!(cached.sql, built.sql, "{backend:?} {key:?}");
+                assert_eq!(cached.values, built.values, "{backend:?} {key:?}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_key_is_an_id_or_an_incident_number() {
+        let id = Uuid::now_v7();
+        assert_eq!(Key::parse(&id.to_string()), Some(Key::Id(id)));
+        assert_eq!(Key::parse("INC0000042"), Some(Key::Number(42)));
+        assert_eq!(Key::parse("CHG0000042"), None);
+        assert_eq!(Key::parse("nonsense"), None);
+    }
 }

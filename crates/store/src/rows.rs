@@ -46,6 +46,47 @@ impl Positions {
     }
 }
 
+/// Runs a read statement on `db`'s pool with sqlx itself, as sea-orm's
+/// `query_all_raw` does but without its layers: that call's futures are
+/// kilobytes large and were copied three times per statement, 28 000
+/// instructions, an eighth of a get (bench/RESULTS.md, eleventh session).
+/// Errors are what sea-orm would report, so a pool timeout or a lost
+/// server is still `Unavailable`.
+pub(crate) async fn fetch_all(
+    db: &sea_orm::DatabaseConnection,
+    stmt: sea_orm::Statement,
+) -> Result<Vec<sea_orm::QueryResult>, sea_orm::DbErr> {
+    use sea_orm::{ConnectionTrait, DatabaseBackend, QueryResult, Values};
+    use sea_query_sqlx::SqlxValues;
+    let backend = db.get_database_backend();
+    if backend != stmt.db_backend {
+        return db.query_all_raw(stmt).await;
+    }
+    let sea_orm::Statement { sql, values, .. } = stmt;
+    let values = SqlxValues(values.unwrap_or(Values(Vec::new())));
+    let sql = sqlx::AssertSqlSafe(sql);
+    match backend {
+        DatabaseBackend::Sqlite => Ok(sqlx::query_with(sql, values)
+            .fetch_all(db.get_sqlite_connection_pool())
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(QueryResult::from)
+            .collect()),
+        DatabaseBackend::Postgres => Ok(sqlx::query_with(sql, values)
+            .fetch_all(db.get_postgres_connection_pool())
+            .await
+            .map_err(db_err)?
+            .into_iter()
+            .map(QueryResult::from)
+            .collect()),
+        _ => {
+            let stmt = sea_orm::Statement::from_sql_and_values(backend, sql.0, values.0.0);
+            db.query_all_raw(stmt).await
+        }
+    }
+}
+
 /// A sqlx error as sea-orm reports one.
 pub(crate) fn db_err(e: sqlx::Error) -> sea_orm::DbErr {
     sea_orm::DbErr::Query(sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(e)))

@@ -387,10 +387,7 @@ impl Store {
         let conn = self.conn();
         let mut positions = crate::rows::Positions::default();
         let mut timers = HashMap::<Uuid, Vec<sla_timer::Model>>::new();
-        for row in conn
-            .query_all_raw(q.build(conn.get_database_backend()))
-            .await?
-        {
+        for row in crate::rows::fetch_all(conn, q.build(conn.get_database_backend())).await? {
             let t = crate::rows::timer_of(&row, "", &mut positions)?;
             timers.entry(t.record_id).or_default().push(t);
         }
