@@ -33,6 +33,7 @@ use sea_orm::{DatabaseConnection, DatabaseTransaction, DbErr, TransactionTrait};
 use tokio::sync::{mpsc, oneshot};
 
 use crate::StoreError;
+use crate::search::{self, SearchRow};
 
 /// Most jobs committed together; more wait for the next batch.
 pub(crate) const MAX_BATCH: usize = 64;
@@ -73,11 +74,25 @@ type AtomicJob = Box<
 /// succeeded). It holds because nothing but an incident create changes the
 /// incident sequence on this writer, and no other process can write
 /// between the jobs of a batch: the batch holds SQLite's write lock.
+///
+/// It also holds the search rows of the batch's creates until the batch
+/// writes them ([`Memo::write_search`]): after its last job, before the
+/// commit, and before every guarded job (any write but a create, the only
+/// atomic job; such a write may change a search row), so every job still
+/// sees the rows of the jobs before it. An atomic job must therefore not
+/// change a search row another job wrote.
+/// FTS5 writes its pending rows to disk at every `SAVEPOINT` after them,
+/// as a segment of their own, and each segment costs an incremental merge
+/// of the index (1.2 M instructions, 45 % of a create committed alone):
+/// written at once, a batch's rows make one segment instead of one per
+/// create (bench/RESULTS.md, eleventh session).
 #[derive(Debug, Default)]
 pub(crate) struct Memo {
     /// The number the next create takes; 0 while no job has taken one
     /// (numbers start at 1).
     next_number: AtomicI64,
+    /// Search rows of creates already in the batch, not yet written.
+    search: std::sync::Mutex<Vec<SearchRow>>,
 }
 
 impl Memo {
@@ -89,6 +104,32 @@ impl Memo {
     /// Says that a job's writes, now in the batch, took `number`.
     pub fn took_number(&self, number: i64) {
         self.next_number.store(number + 1, Ordering::Relaxed);
+    }
+
+    /// Keeps the search row of a create whose writes are now in the batch,
+    /// for [`Memo::write_search`].
+    pub fn defer_search(&self, row: Option<SearchRow>) {
+        if let Some(row) = row {
+            self.rows().push(row);
+        }
+    }
+
+    fn rows(&self) -> std::sync::MutexGuard<'_, Vec<SearchRow>> {
+        // Nothing panics while holding it; a poisoned list is still whole.
+        self.search.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Writes the kept search rows in one statement, outside any job's
+    /// savepoint. If it fails, the batch cannot commit without them: the
+    /// caller rolls the whole batch back.
+    pub async fn write_search(&self, txn: &DatabaseTransaction) -> Result<(), StoreError> {
+        use sea_orm::ConnectionTrait;
+        let rows = std::mem::take(&mut *self.rows());
+        let Some(stmt) = search::insert_statement(txn.get_database_backend(), rows) else {
+            return Ok(());
+        };
+        txn.execute_raw(stmt).await?;
+        Ok(())
     }
 }
 
@@ -307,6 +348,13 @@ async fn run(writer: DatabaseConnection, mut rx: mpsc::Receiver<Queued>) {
         let mut ran = 0;
         while let Some(job) = queued.take() {
             ran += 1;
+            if matches!(job, Queued::Guarded(_))
+                && let Err(e) = memo.write_search(&outer).await
+            {
+                refuse(job, shared(&e)).await;
+                broken = Some(e);
+                break;
+            }
             match run_one(&outer, &memo, job).await {
                 Ran::Pending(deliver) => pending.push(deliver),
                 Ran::Answered => {}
@@ -319,6 +367,11 @@ async fn run(writer: DatabaseConnection, mut rx: mpsc::Receiver<Queued>) {
             if ran < MAX_BATCH {
                 queued = rx.try_recv().ok();
             }
+        }
+        if broken.is_none()
+            && let Err(e) = memo.write_search(&outer).await
+        {
+            broken = Some(e);
         }
         let committed = match broken {
             Some(e) => {
@@ -668,6 +721,111 @@ mod tests {
         let after = atomic(batcher.clone(), 7, false).await;
         assert_eq!(after.ok(), Some(7));
         assert_eq!(rows(&path).await, vec![7, 1007, 2007]);
+        let _ = std::fs::remove_file(&path);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_batch_writes_its_creates_search_rows_before_a_later_write_and_commits_them() {
+        let (db, batcher, path) = open().await;
+        db.execute_unprepared(
+            "CREATE VIRTUAL TABLE incident_search USING fts5(title, description, public_comments, internal_comments)",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        // Holds the writer, so that the writes queued meanwhile share its batch.
+        let (hold, release) = oneshot::channel::<()>();
+        let first = {
+            let b = batcher.clone();
+            tokio::spawn(async move {
+                b.write(move |txn| {
+                    Box::pin(async move {
+                        txn.execute_raw(insert(1)).await?;
+                        let _ = release.await;
+                        Ok(())
+                    })
+                })
+                .await
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let mut creates = Vec::new();
+        for number in [7_i64, 8] {
+            let b = batcher.clone();
+            creates.push(tokio::spawn(async move {
+                b.write_atomic(move |_, memo| {
+                    Box::pin(async move {
+                        memo.defer_search(Some(SearchRow::new(
+                            number,
+                            "Printer jams",
+                            "on the 3rd floor",
+                            [],
+                        )));
+                        Ok(number)
+                    })
+                })
+                .await
+            }));
+            tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+        }
+        // A later write of the same batch finds the rows the creates left.
+        let comment = {
+            let b = batcher.clone();
+            tokio::spawn(async move {
+                b.write(|txn| {
+                    Box::pin(async move {
+                        let r = txn
+                            .execute_raw(Statement::from_string(
+                                DbBackend::Sqlite,
+                                "UPDATE incident_search SET public_comments = 'toner replaced' WHERE rowid = 7",
+                            ))
+                            .await?;
+                        Ok(r.rows_affected())
+                    })
+                })
+                .await
+            })
+        };
+        tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+        let _ = hold.send(());
+        first
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        for c in creates {
+            c.await
+                .unwrap_or_else(|e| panic!("{e}"))
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let updated = comment
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(updated, 1, "the create's row was written before the update");
+        let url = format!("sqlite://{}?mode=ro", path.display());
+        let other = Database::connect(&url)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let found: Vec<i64> = other
+            .query_all_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                "SELECT rowid AS n FROM incident_search WHERE incident_search MATCH 'printer' ORDER BY rowid",
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .iter()
+            .filter_map(|r| r.try_get::<i64>("", "n").ok())
+            .collect();
+        assert_eq!(found, vec![7, 8], "both rows committed with their batch");
+        let toner = other
+            .query_all_raw(Statement::from_string(
+                DbBackend::Sqlite,
+                "SELECT rowid AS n FROM incident_search WHERE incident_search MATCH 'toner'",
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .len();
+        assert_eq!(toner, 1, "and the later write's change to one of them");
+        let _ = other.close().await;
         let _ = std::fs::remove_file(&path);
     }
 }

@@ -418,11 +418,10 @@ impl Draft {
     /// history, its search row, its SLA timers, webhook deliveries and
     /// notifications, as one call to the database. Also answers the
     /// record and its timers as written.
-    fn writes(
-        self,
-        backend: DatabaseBackend,
-        number: i64,
-    ) -> Result<(Writes, incident::Model, Vec<sla_timer::Model>), StoreError> {
+    ///
+    /// On SQLite the search row is not among the writes but returned, for
+    /// the batch to write after its last savepoint (`batch::Memo::defer_search`).
+    fn writes(self, backend: DatabaseBackend, number: i64) -> Result<Drafted, StoreError> {
         let Draft {
             id,
             new,
@@ -491,10 +490,13 @@ impl Draft {
         }
         w.push_rows(Insert::of(entries));
         let search_row = search::SearchRow::new(number, &model.title, &model.description, []);
-        match backend {
-            DatabaseBackend::Postgres => w.push_rows(search::pg_rows(vec![search_row])),
-            _ => w.push_opt(search::insert_statement(backend, vec![search_row])),
-        }
+        let search_row = match backend {
+            DatabaseBackend::Postgres => {
+                w.push_rows(search::pg_rows(vec![search_row]));
+                None
+            }
+            _ => Some(search_row),
+        };
         let timers = sla::plan(&cfg.sla, &model, &[], SyncEvent::Created, t)?.inserted;
         w.push_rows(Insert::of(
             timers
@@ -528,8 +530,22 @@ impl Draft {
             &workers,
         ));
         w.push_rows(Insert::of(outbox));
-        Ok((w, model, timers))
+        Ok(Drafted {
+            writes: w,
+            model,
+            timers,
+            search_row,
+        })
     }
+}
+
+/// What [`Draft::writes`] makes of a create.
+struct Drafted {
+    writes: Writes,
+    model: incident::Model,
+    timers: Vec<sla_timer::Model>,
+    /// The search row, on SQLite, where the batch writes it.
+    search_row: Option<search::SearchRow>,
 }
 
 /// The view of `m` for `actor`, its references and SLA targets in hand.
@@ -1207,9 +1223,8 @@ impl Store {
                     .create(
                         self.writer(),
                         Box::new(move |number| {
-                            let (writes, model, timers) =
-                                draft.writes(DatabaseBackend::Postgres, number)?;
-                            Ok((writes, (model, timers)))
+                            let d = draft.writes(DatabaseBackend::Postgres, number)?;
+                            Ok((d.writes, (d.model, d.timers)))
                         }),
                     )
                     .await?
@@ -1233,7 +1248,12 @@ impl Store {
                                 Err(e) => return Err(batch::undo(txn, e).await),
                             },
                         };
-                        let (mut writes, model, timers) = match draft.writes(backend, number) {
+                        let Drafted {
+                            mut writes,
+                            model,
+                            timers,
+                            search_row,
+                        } = match draft.writes(backend, number) {
                             Ok(w) => w,
                             // Nothing was sent yet when the number was known.
                             Err(e) if known.is_some() => return Err(batch::JobError::untouched(e)),
@@ -1253,6 +1273,7 @@ impl Store {
                         match writes.run(txn).await {
                             Ok(()) => {
                                 memo.took_number(number);
+                                memo.defer_search(search_row);
                                 Ok((model, timers))
                             }
                             Err(e) => Err(batch::undo(txn, e).await),

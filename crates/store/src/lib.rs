@@ -190,6 +190,7 @@ impl Store {
                 let memo = batch::Memo::default();
                 match f(&txn, &memo).await {
                     Ok(v) => {
+                        memo.write_search(&txn).await?;
                         txn.commit().await?;
                         Ok(v)
                     }

@@ -141,13 +141,6 @@ impl Writes {
             .collect())
     }
 
-    /// Adds a statement if there is one.
-    pub fn push_opt(&mut self, s: Option<Statement>) {
-        if let Some(s) = s {
-            self.push(s);
-        }
-    }
-
     /// The one statement that makes all the writes, if there are any.
     pub fn statement(self) -> Result<Option<Statement>, StoreError> {
         let backend = self.backend;
@@ -334,12 +327,11 @@ mod tests {
             "INSERT INTO t (n, s) VALUES (?, ?)",
             vec![1.into(), "a;b".into()],
         ));
-        w.push_opt(None);
-        w.push_opt(Some(st(
+        w.push(st(
             DbBackend::Sqlite,
             "INSERT INTO t (n, s) VALUES (?, ?), (?, ?)",
             vec![2.into(), "c".into(), 3.into(), "d".into()],
-        )));
+        ));
         w.run(&db).await.unwrap_or_else(|e| panic!("{e}"));
         let got: Vec<(i64, String)> = db
             .query_all_raw(Statement::from_string(

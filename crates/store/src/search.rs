@@ -36,6 +36,7 @@ pub(crate) fn stmt(backend: DatabaseBackend, text: &str, values: Vec<Value>) -> 
 }
 
 /// One incident's search row.
+#[derive(Debug)]
 pub(crate) struct SearchRow {
     pub number: i64,
     pub title: String,
