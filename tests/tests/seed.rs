@@ -50,6 +50,17 @@ async fn seeded_incidents_read_like_real_ones(app: TestApp) {
     assert_eq!(everything.len(), 450);
     let numbers: HashSet<&str> = everything.iter().map(|i| s(i, "number")).collect();
     assert_eq!(numbers.len(), 450, "numbers are unique");
+    // Timestamps at the precision Keel itself keeps: microseconds, so a
+    // fraction has at most six digits.
+    for i in &everything {
+        for field in ["created_at", "updated_at"] {
+            let t = s(i, field);
+            let fraction = t
+                .split_once('.')
+                .map_or(0, |(_, f)| f.trim_end_matches('Z').len());
+            assert!(fraction <= 6, "{field} {t}");
+        }
+    }
     let states: HashSet<&str> = everything.iter().map(|i| s(i, "state")).collect();
     assert!(
         states.contains("closed") && states.contains("new"),

@@ -194,7 +194,9 @@ const RESOLUTIONS: &[&str] = &[
 pub async fn run(store: &Store, plan: &SeedPlan) -> Result<SeedReport, keel_store::StoreError> {
     let started = Instant::now();
     let mut rng = StdRng::seed_from_u64(plan.seed);
-    let now = Utc::now();
+    // Every seeded time is this one moved by whole seconds, minutes or
+    // days, so all are at the microseconds Keel's own writes keep.
+    let now = keel_core::time::now();
     let two_years = Duration::days(730);
     let tag = format!("{:x}", rng.random::<u32>());
 
