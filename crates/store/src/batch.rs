@@ -652,25 +652,34 @@ mod tests {
         let _ = std::fs::remove_file(&path);
     }
 
+    /// A write (of row 1) that keeps the writer until the sender is used,
+    /// so that the writes queued meanwhile share its batch.
+    async fn hold_writer(
+        batcher: &Batcher,
+    ) -> (
+        oneshot::Sender<()>,
+        tokio::task::JoinHandle<Result<(), StoreError>>,
+    ) {
+        let (hold, release) = oneshot::channel::<()>();
+        let b = batcher.clone();
+        let first = tokio::spawn(async move {
+            b.write(move |txn| {
+                Box::pin(async move {
+                    txn.execute_raw(insert(1)).await?;
+                    let _ = release.await;
+                    Ok(())
+                })
+            })
+            .await
+        });
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        (hold, first)
+    }
+
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn an_atomic_write_that_cannot_undo_itself_takes_its_batch_down() {
         let (_db, batcher, path) = open().await;
-        // Holds the writer, so that the writes queued meanwhile share its batch.
-        let (hold, release) = oneshot::channel::<()>();
-        let first = {
-            let b = batcher.clone();
-            tokio::spawn(async move {
-                b.write(move |txn| {
-                    Box::pin(async move {
-                        txn.execute_raw(insert(1)).await?;
-                        let _ = release.await;
-                        Ok(())
-                    })
-                })
-                .await
-            })
-        };
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let (hold, first) = hold_writer(&batcher).await;
         let before = {
             let b = batcher.clone();
             tokio::spawn(async move {
@@ -733,22 +742,7 @@ mod tests {
         )
         .await
         .unwrap_or_else(|e| panic!("{e}"));
-        // Holds the writer, so that the writes queued meanwhile share its batch.
-        let (hold, release) = oneshot::channel::<()>();
-        let first = {
-            let b = batcher.clone();
-            tokio::spawn(async move {
-                b.write(move |txn| {
-                    Box::pin(async move {
-                        txn.execute_raw(insert(1)).await?;
-                        let _ = release.await;
-                        Ok(())
-                    })
-                })
-                .await
-            })
-        };
-        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+        let (hold, first) = hold_writer(&batcher).await;
         let mut creates = Vec::new();
         for number in [7_i64, 8] {
             let b = batcher.clone();
