@@ -717,19 +717,14 @@ async fn load_one(db: &DatabaseConnection, key: Key) -> Result<Loaded, StoreErro
     load_statement(db, stmt, Rows::Whole).await
 }
 
-/// [`load_one_query`] built for `backend`: its text from a cache, `key`'s
-/// value bound.
+/// [`load_one_query`] built for `backend`: its text kept per database and
+/// kind of key ([`rows::Kept`]), `key`'s value bound.
 fn load_one_statement(backend: DatabaseBackend, key: Key) -> Statement {
-    use std::sync::OnceLock;
-    static TEXTS: [OnceLock<String>; 4] = [const { OnceLock::new() }; 4];
-    let slot = match (backend, key) {
-        (DatabaseBackend::Postgres, Key::Id(_)) => 0,
-        (DatabaseBackend::Postgres, Key::Number(_)) => 1,
-        (_, Key::Id(_)) => 2,
-        (_, Key::Number(_)) => 3,
-    };
-    let sql = TEXTS[slot].get_or_init(|| load_one_query(key).build(backend).sql);
-    Statement::from_sql_and_values(backend, sql.as_str(), [key.value()])
+    static TEXTS: rows::Kept<bool> = rows::Kept::new();
+    let by_number = matches!(key, Key::Number(_));
+    TEXTS.statement(backend, by_number, [key.value()], || {
+        load_one_query(key).build(backend)
+    })
 }
 
 /// The query behind [`load_one`]'s statement. No limit: it would count

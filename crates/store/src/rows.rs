@@ -59,30 +59,66 @@ pub(crate) async fn fetch_all(
     use sea_orm::{ConnectionTrait, DatabaseBackend, QueryResult, Values};
     use sea_query_sqlx::SqlxValues;
     let backend = db.get_database_backend();
-    if backend != stmt.db_backend {
+    if stmt.db_backend != backend
+        || !matches!(backend, DatabaseBackend::Sqlite | DatabaseBackend::Postgres)
+    {
         return db.query_all_raw(stmt).await;
     }
-    let sea_orm::Statement { sql, values, .. } = stmt;
-    let values = SqlxValues(values.unwrap_or(Values(Vec::new())));
-    let sql = sqlx::AssertSqlSafe(sql);
-    match backend {
-        DatabaseBackend::Sqlite => Ok(sqlx::query_with(sql, values)
-            .fetch_all(db.get_sqlite_connection_pool())
-            .await
-            .map_err(db_err)?
+    let sql = sqlx::AssertSqlSafe(stmt.sql);
+    let values = SqlxValues(stmt.values.unwrap_or(Values(Vec::new())));
+    Ok(if backend == DatabaseBackend::Sqlite {
+        let pool = db.get_sqlite_connection_pool();
+        let rows = sqlx::query_with(sql, values).fetch_all(pool).await;
+        rows.map_err(db_err)?
             .into_iter()
             .map(QueryResult::from)
-            .collect()),
-        DatabaseBackend::Postgres => Ok(sqlx::query_with(sql, values)
-            .fetch_all(db.get_postgres_connection_pool())
-            .await
-            .map_err(db_err)?
+            .collect()
+    } else {
+        let pool = db.get_postgres_connection_pool();
+        let rows = sqlx::query_with(sql, values).fetch_all(pool).await;
+        rows.map_err(db_err)?
             .into_iter()
             .map(QueryResult::from)
-            .collect()),
-        _ => {
-            let stmt = sea_orm::Statement::from_sql_and_values(backend, sql.0, values.0.0);
-            db.query_all_raw(stmt).await
+            .collect()
+    })
+}
+
+/// Statement texts kept by the shape of their statement (`K`) and the
+/// database, for statements whose text depends on nothing else: a hot
+/// read builds its text with sea-query once and then only binds values
+/// (sea-query took a fifth of a get's instructions; bench/RESULTS.md,
+/// eleventh session).
+pub(crate) struct Kept<K>(std::sync::OnceLock<std::sync::Mutex<Texts<K>>>);
+
+type Texts<K> = std::collections::HashMap<(bool, K), std::sync::Arc<str>>;
+
+impl<K: Eq + std::hash::Hash> Kept<K> {
+    pub(crate) const fn new() -> Self {
+        Kept(std::sync::OnceLock::new())
+    }
+
+    /// The statement of shape `key` on `backend` with `values` bound: the
+    /// kept text, or the first time what `build` makes (which must bind
+    /// the same values), kept for next time.
+    pub(crate) fn statement(
+        &self,
+        backend: sea_orm::DatabaseBackend,
+        key: K,
+        values: impl IntoIterator<Item = sea_orm::Value>,
+        build: impl FnOnce() -> sea_orm::Statement,
+    ) -> sea_orm::Statement {
+        let texts = self.0.get_or_init(Default::default);
+        let key = (backend == sea_orm::DatabaseBackend::Postgres, key);
+        // Nothing panics while holding it; a poisoned map is still whole.
+        let lock = || texts.lock().unwrap_or_else(|p| p.into_inner());
+        let kept = lock().get(&key).cloned();
+        match kept {
+            Some(sql) => sea_orm::Statement::from_sql_and_values(backend, &*sql, values),
+            None => {
+                let built = build();
+                lock().insert(key, built.sql.as_str().into());
+                built
+            }
         }
     }
 }

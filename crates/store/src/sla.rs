@@ -1161,40 +1161,20 @@ fn timers_query(record_ids: &[Uuid]) -> sea_orm::Select<sla_timer::Entity> {
 }
 
 /// [`timers_query`] built for `backend`. Its text depends only on the
-/// database and the number of ids, so for a page's counts it is built once
-/// and kept; only the values are bound per call (sea-query took 30 000
-/// instructions to build it, 3 % of a list page; bench/RESULTS.md, eleventh
-/// session).
+/// database and the number of ids, so for a page's counts it is kept
+/// ([`crate::rows::Kept`]; sea-query took 30 000 instructions to build it,
+/// 3 % of a list page).
 fn timers_statement(backend: DatabaseBackend, record_ids: &[Uuid]) -> Statement {
-    use std::sync::{Mutex, OnceLock};
-    /// Texts by (PostgreSQL?, number of ids).
-    type Texts = Mutex<HashMap<(bool, usize), Arc<str>>>;
-    static TEXTS: OnceLock<Texts> = OnceLock::new();
+    static TEXTS: crate::rows::Kept<usize> = crate::rows::Kept::new();
     let n = record_ids.len();
     if n > keel_core::query::MAX_LIMIT as usize {
         return timers_query(record_ids).build(backend);
     }
-    let key = (backend == DatabaseBackend::Postgres, n);
-    let texts = TEXTS.get_or_init(Default::default);
-    // Nothing panics while holding it; a poisoned map is still whole.
-    let kept = texts
-        .lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get(&key)
-        .cloned();
     let values = std::iter::once(Value::from(KIND.as_str()))
         .chain(record_ids.iter().map(|id| Value::from(*id)));
-    match kept {
-        Some(sql) => Statement::from_sql_and_values(backend, &*sql, values),
-        None => {
-            let built = timers_query(record_ids).build(backend);
-            texts
-                .lock()
-                .unwrap_or_else(|p| p.into_inner())
-                .insert(key, Arc::from(built.sql.as_str()));
-            built
-        }
-    }
+    TEXTS.statement(backend, n, values, || {
+        timers_query(record_ids).build(backend)
+    })
 }
 
 #[cfg(test)]
