@@ -20,6 +20,7 @@ use keel_sla::Clock;
 use uuid::Uuid;
 
 use crate::StoreError;
+use crate::directory::{GroupRef, UserRef};
 use crate::sla::PolicyView;
 
 /// The SLA configuration a timer sync needs.
@@ -130,6 +131,7 @@ impl crate::Store {
 pub(crate) struct ConfigCache {
     pub sla: Slot<SlaConfig>,
     pub webhooks: Slot<Vec<Subscription>>,
+    pub names: Names,
 }
 
 impl ConfigCache {
@@ -137,7 +139,124 @@ impl ConfigCache {
         ConfigCache {
             sla: Slot::new(ttl),
             webhooks: Slot::new(ttl),
+            names: Names::new(ttl),
         }
+    }
+}
+
+/// Users' and groups' names by id.
+pub(crate) type Refs = (HashMap<Uuid, UserRef>, HashMap<Uuid, GroupRef>);
+
+/// Most names [`Names`] keeps; a load that would keep more starts afresh.
+const MAX_NAMES: usize = 65_536;
+
+/// The names a list page shows beside the ids of its records (a user's
+/// username and display name, a group's name), kept by id for the same
+/// time as the configuration: a desk's lists name the same few hundred
+/// agents, groups and requesters page after page, and reading them was a
+/// third statement per page (bench/RESULTS.md, twelfth session).
+///
+/// As with [`Slot`]: renaming a user or a group through this node clears
+/// it after the write, a load that started before a clear keeps nothing,
+/// and other nodes show the new name within `ttl`.
+#[derive(Debug)]
+pub(crate) struct Names {
+    ttl: Duration,
+    inner: Mutex<NamesInner>,
+}
+
+#[derive(Debug, Default)]
+struct NamesInner {
+    generation: u64,
+    users: HashMap<Uuid, (UserRef, Instant)>,
+    groups: HashMap<Uuid, (GroupRef, Instant)>,
+}
+
+impl Names {
+    pub fn new(ttl: Duration) -> Self {
+        Names {
+            ttl,
+            inner: Mutex::new(NamesInner::default()),
+        }
+    }
+
+    fn lock(&self) -> MutexGuard<'_, NamesInner> {
+        // A panic while holding this lock cannot leave the maps inconsistent.
+        self.inner.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Forgets every name; loads already under way will not keep theirs.
+    pub fn clear(&self) {
+        let mut inner = self.lock();
+        inner.generation = inner.generation.wrapping_add(1);
+        inner.users.clear();
+        inner.groups.clear();
+    }
+
+    /// The names of `users` and `groups`: those kept and fresh from here,
+    /// the others from `load`, which is given only the ids it must read.
+    /// What it reads is kept unless a clear happened meanwhile. An id that
+    /// names nothing is left out of the answer.
+    pub async fn get_or_load<F, Fut>(
+        &self,
+        users: &[Uuid],
+        groups: &[Uuid],
+        load: F,
+    ) -> Result<Refs, StoreError>
+    where
+        F: FnOnce(Vec<Uuid>, Vec<Uuid>) -> Fut,
+        Fut: Future<Output = Result<Refs, StoreError>>,
+    {
+        let mut out: Refs = (
+            HashMap::with_capacity(users.len()),
+            HashMap::with_capacity(groups.len()),
+        );
+        let mut missing = (Vec::new(), Vec::new());
+        let generation = {
+            let inner = self.lock();
+            let now = Instant::now();
+            let fresh = |at: &Instant| now.saturating_duration_since(*at) < self.ttl;
+            for id in users {
+                match inner.users.get(id) {
+                    Some((r, at)) if fresh(at) => {
+                        out.0.insert(*id, r.clone());
+                    }
+                    _ => missing.0.push(*id),
+                }
+            }
+            for id in groups {
+                match inner.groups.get(id) {
+                    Some((r, at)) if fresh(at) => {
+                        out.1.insert(*id, r.clone());
+                    }
+                    _ => missing.1.push(*id),
+                }
+            }
+            inner.generation
+        };
+        if missing.0.is_empty() && missing.1.is_empty() {
+            return Ok(out);
+        }
+        let (users, groups) = load(missing.0, missing.1).await?;
+        if !self.ttl.is_zero() {
+            let mut inner = self.lock();
+            if inner.generation == generation {
+                if inner.users.len() + inner.groups.len() + users.len() + groups.len() > MAX_NAMES {
+                    inner.users.clear();
+                    inner.groups.clear();
+                }
+                let now = Instant::now();
+                for (id, r) in &users {
+                    inner.users.insert(*id, (r.clone(), now));
+                }
+                for (id, r) in &groups {
+                    inner.groups.insert(*id, (r.clone(), now));
+                }
+            }
+        }
+        out.0.extend(users);
+        out.1.extend(groups);
+        Ok(out)
     }
 }
 
@@ -178,6 +297,108 @@ mod tests {
         assert_eq!(count(&slot, &loads).await, 1);
         tokio::time::sleep(Duration::from_millis(40)).await;
         assert_eq!(count(&slot, &loads).await, 2);
+    }
+
+    fn user(id: Uuid, name: &str) -> UserRef {
+        UserRef {
+            id: keel_core::UserId(id),
+            username: name.to_lowercase(),
+            display_name: name.into(),
+        }
+    }
+
+    /// Loads names from `db`, counting the ids it was asked for.
+    async fn names_of(
+        names: &Names,
+        ids: &[Uuid],
+        db: &HashMap<Uuid, UserRef>,
+        asked: &AtomicUsize,
+    ) -> Vec<String> {
+        let got = names
+            .get_or_load(ids, &[], |users, _| async move {
+                asked.fetch_add(users.len(), Ordering::SeqCst);
+                Ok((
+                    users
+                        .iter()
+                        .filter_map(|u| db.get(u).map(|r| (*u, r.clone())))
+                        .collect(),
+                    HashMap::new(),
+                ))
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let mut v: Vec<String> = got.0.into_values().map(|r| r.display_name).collect();
+        v.sort();
+        v
+    }
+
+    #[tokio::test]
+    async fn kept_names_are_not_read_again_and_only_missing_ones_are_read() {
+        let (a, b, gone) = (Uuid::now_v7(), Uuid::now_v7(), Uuid::now_v7());
+        let db = HashMap::from([(a, user(a, "Ada")), (b, user(b, "Bo"))]);
+        let names = Names::new(Duration::from_secs(60));
+        let asked = AtomicUsize::new(0);
+        assert_eq!(names_of(&names, &[a], &db, &asked).await, ["Ada"]);
+        assert_eq!(asked.load(Ordering::SeqCst), 1);
+        assert_eq!(
+            names_of(&names, &[a, b, gone], &db, &asked).await,
+            ["Ada", "Bo"]
+        );
+        assert_eq!(
+            asked.load(Ordering::SeqCst),
+            3,
+            "b and the unknown id were read, a was not"
+        );
+        assert_eq!(names_of(&names, &[a, b], &db, &asked).await, ["Ada", "Bo"]);
+        assert_eq!(asked.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn a_rename_through_this_node_shows_at_once() {
+        let a = Uuid::now_v7();
+        let names = Names::new(Duration::from_secs(60));
+        let asked = AtomicUsize::new(0);
+        let before = HashMap::from([(a, user(a, "Ada"))]);
+        assert_eq!(names_of(&names, &[a], &before, &asked).await, ["Ada"]);
+        names.clear();
+        let after = HashMap::from([(a, user(a, "Ada Lovelace"))]);
+        assert_eq!(
+            names_of(&names, &[a], &after, &asked).await,
+            ["Ada Lovelace"]
+        );
+    }
+
+    #[tokio::test]
+    async fn names_expire_after_their_ttl_and_a_zero_ttl_keeps_none() {
+        let a = Uuid::now_v7();
+        let db = HashMap::from([(a, user(a, "Ada"))]);
+        for (ttl, wait, reads) in [(20, 40, 2), (0, 0, 2), (60_000, 0, 1)] {
+            let names = Names::new(Duration::from_millis(ttl));
+            let asked = AtomicUsize::new(0);
+            names_of(&names, &[a], &db, &asked).await;
+            tokio::time::sleep(Duration::from_millis(wait)).await;
+            names_of(&names, &[a], &db, &asked).await;
+            assert_eq!(asked.load(Ordering::SeqCst), reads, "ttl {ttl} ms");
+        }
+    }
+
+    #[tokio::test]
+    async fn names_read_before_a_rename_committed_are_not_kept() {
+        let a = Uuid::now_v7();
+        let names = Names::new(Duration::from_secs(60));
+        let stale = names
+            .get_or_load(&[a], &[], |_, _| async {
+                // The rename commits while the old name is being read.
+                names.clear();
+                Ok((HashMap::from([(a, user(a, "Ada"))]), HashMap::new()))
+            })
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(stale.0.len(), 1, "the caller still gets its answer");
+        let asked = AtomicUsize::new(0);
+        let db = HashMap::from([(a, user(a, "Ada Lovelace"))]);
+        assert_eq!(names_of(&names, &[a], &db, &asked).await, ["Ada Lovelace"]);
+        assert_eq!(asked.load(Ordering::SeqCst), 1, "but it was not kept");
     }
 
     #[tokio::test]

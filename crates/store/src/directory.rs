@@ -508,6 +508,7 @@ impl Store {
             set_roles(&txn, id, &roles).await?;
         }
         txn.commit().await?;
+        self.cache.names.clear();
         self.get_user(id).await
     }
 
@@ -653,6 +654,7 @@ impl Store {
             .exec(self.writer())
             .await
             .map_err(|e| on_unique(e, GROUP_UNIQUE))?;
+        self.cache.names.clear();
         self.get_group(id).await
     }
 

@@ -600,15 +600,14 @@ struct Loaded {
 }
 
 /// Runs `q` (a page of incidents), then reads the names their views show
-/// in a second statement ([`refs_of`]). For a page of 50 at 1 M incidents
+/// in a second statement ([`refs_of`]), for the ids whose names this node
+/// does not keep ([`crate::cache::Names`]). For a page of 50 at 1 M incidents
 /// this is about 10 % faster on SQLite than correlated subqueries in the
 /// page's statement, and no slower on PostgreSQL, where the subqueries ran
 /// one index scan per name per row and joins took 1.4 ms to plan at every
 /// run (bench/RESULTS.md, fifth session).
-async fn load(
-    db: &DatabaseConnection,
-    q: sea_orm::Select<incident::Entity>,
-) -> Result<Loaded, StoreError> {
+async fn load(store: &Store, q: sea_orm::Select<incident::Entity>) -> Result<Loaded, StoreError> {
+    let db = store.conn();
     let mut loaded = load_rows(db, q).await?;
     let mut users: Vec<Uuid> = Vec::new();
     let mut groups: Vec<Uuid> = Vec::new();
@@ -621,7 +620,13 @@ async fn load(
         ids.sort_unstable();
         ids.dedup();
     }
-    (loaded.users, loaded.groups) = refs_of(db, &users, &groups).await?;
+    (loaded.users, loaded.groups) = store
+        .cache
+        .names
+        .get_or_load(&users, &groups, |users, groups| async move {
+            refs_of(db, &users, &groups).await
+        })
+        .await?;
     Ok(loaded)
 }
 
@@ -1823,7 +1828,7 @@ impl Store {
                 .order_by(incident::Column::Number, order)
         }
         .limit(page);
-        let mut loaded = load(self.conn(), q).await?;
+        let mut loaded = load(self, q).await?;
         // In sort order, whichever order the statement gave the rows in.
         loaded.models.sort_by(|a, b| {
             let by_field = match sort.field {
