@@ -51,7 +51,8 @@ async fn seeded_incidents_read_like_real_ones(app: TestApp) {
     let numbers: HashSet<&str> = everything.iter().map(|i| s(i, "number")).collect();
     assert_eq!(numbers.len(), 450, "numbers are unique");
     // Timestamps at the precision Keel itself keeps: microseconds, so a
-    // fraction has at most six digits.
+    // fraction has at most six digits. And none is in the future.
+    let now = chrono::Utc::now();
     for i in &everything {
         for field in ["created_at", "updated_at"] {
             let t = s(i, field);
@@ -59,6 +60,19 @@ async fn seeded_incidents_read_like_real_ones(app: TestApp) {
                 .split_once('.')
                 .map_or(0, |(_, f)| f.trim_end_matches('Z').len());
             assert!(fraction <= 6, "{field} {t}");
+        }
+        for field in [
+            "created_at",
+            "updated_at",
+            "first_response_at",
+            "resolved_at",
+            "closed_at",
+            "cancelled_at",
+        ] {
+            if let Some(t) = i[field].as_str() {
+                let at: chrono::DateTime<chrono::Utc> = t.parse().unwrap();
+                assert!(at <= now, "{} {field} {t} is after {now}", s(i, "number"));
+            }
         }
     }
     let states: HashSet<&str> = everything.iter().map(|i| s(i, "state")).collect();

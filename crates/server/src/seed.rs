@@ -395,7 +395,11 @@ fn incident(rng: &mut StdRng, c: Ctx<'_>) -> SeedIncident {
         Some(group.members[skewed(rng, group.members.len())])
     };
     let minutes = |rng: &mut StdRng, lo: i64, hi: i64| Duration::minutes(rng.random_range(lo..hi));
-    let first_response = assignee.map(|_| c.created + minutes(rng, 2, 240));
+    // What happened after an incident was raised happened before now: the
+    // newest incidents' responses, cancellations and comments would
+    // otherwise fall in the next hours.
+    let by_now = |t: DateTime<Utc>| t.min(c.now).max(c.created);
+    let first_response = assignee.map(|_| by_now(c.created + minutes(rng, 2, 240)));
     let resolved = match state {
         "resolved" | "closed" => {
             let mut at = c.created + minutes(rng, 30, 60 * 24 * 5);
@@ -414,7 +418,7 @@ fn incident(rng: &mut StdRng, c: Ctx<'_>) -> SeedIncident {
         ("closed", Some(r)) => Some((r + Duration::days(7)).min(c.now)),
         _ => None,
     };
-    let cancelled = (state == "cancelled").then(|| c.created + minutes(rng, 5, 600));
+    let cancelled = (state == "cancelled").then(|| by_now(c.created + minutes(rng, 5, 600)));
 
     let mut comments = Vec::new();
     let mut at = c.created;
@@ -431,7 +435,7 @@ fn incident(rng: &mut StdRng, c: Ctx<'_>) -> SeedIncident {
             },
             body: REPLIES.choose(rng).copied().unwrap_or("ok").to_owned(),
             internal,
-            created_at: at,
+            created_at: by_now(at),
         });
     }
     let last = [Some(c.created), first_response, resolved, closed, cancelled]
@@ -478,5 +482,56 @@ fn capitalise(s: &str) -> String {
     match c.next() {
         Some(f) => f.to_uppercase().chain(c).collect(),
         None => String::new(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn an_incident_raised_a_minute_ago_has_no_history_in_the_future() {
+        let now = keel_core::time::now();
+        let members: Vec<Uuid> = (0..5).map(|_| Uuid::now_v7()).collect();
+        let groups = [SeedGroup {
+            id: Uuid::now_v7(),
+            name: "network".into(),
+            description: "Routers".into(),
+            members,
+            created_at: now - Duration::days(800),
+        }];
+        let requesters: Vec<Uuid> = (0..5).map(|_| Uuid::now_v7()).collect();
+        let matrix = PriorityMatrix::default();
+        let mut rng = StdRng::seed_from_u64(7);
+        for number in 1..=500 {
+            let i = incident(
+                &mut rng,
+                Ctx {
+                    number,
+                    created: now - Duration::minutes(1),
+                    now,
+                    matrix: &matrix,
+                    groups: &groups,
+                    requesters: &requesters,
+                    comments: 3,
+                },
+            );
+            let times = [
+                Some(i.created_at),
+                Some(i.updated_at),
+                i.first_response_at,
+                i.resolved_at,
+                i.closed_at,
+                i.cancelled_at,
+            ];
+            for t in times
+                .into_iter()
+                .flatten()
+                .chain(i.comments.iter().map(|c| c.created_at))
+            {
+                assert!(t <= now, "{} at {t}, after {now}", i.number);
+                assert!(t >= i.created_at, "{} at {t}, before it was raised", i.number);
+            }
+        }
     }
 }

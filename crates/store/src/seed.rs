@@ -6,8 +6,8 @@
 use chrono::{DateTime, Utc};
 use keel_core::{RecordKind, RecordNumber, Role};
 use sea_orm::{
-    ActiveValue::NotSet, ActiveValue::Set, ConnectionTrait, EntityTrait, IntoActiveModel,
-    TransactionTrait,
+    ActiveValue::NotSet, ActiveValue::Set, ConnectionTrait, DatabaseBackend, EntityTrait,
+    IntoActiveModel, TransactionTrait,
 };
 use uuid::Uuid;
 
@@ -231,9 +231,21 @@ impl Store {
         Ok(())
     }
 
-    /// Refreshes the planner's statistics after a bulk load.
+    /// Refreshes the planner's statistics after a bulk load. On
+    /// PostgreSQL it also vacuums, as autovacuum would soon after: until a
+    /// table is vacuumed its visibility map is empty, so an index-only scan
+    /// (a queue's page of numbers, m0006) still reads every row it finds
+    /// from the table (45 heap fetches for a group's queue at 1 M
+    /// incidents, none after). Left to autovacuum, that vacuum of a million
+    /// rows would instead start a minute later, in the middle of whatever
+    /// the seeded database is being used for (bench/RESULTS.md, twelfth
+    /// session).
     pub async fn analyze(&self) -> Result<(), StoreError> {
-        self.writer().execute_unprepared("ANALYZE").await?;
+        let sql = match self.backend() {
+            DatabaseBackend::Postgres => "VACUUM (ANALYZE)",
+            _ => "ANALYZE",
+        };
+        self.writer().execute_unprepared(sql).await?;
         Ok(())
     }
 }
