@@ -1694,7 +1694,10 @@ impl Store {
             if fts_driven {
                 cond = cond.add(search::fts_match(&filter.terms, internal));
             } else {
-                let dense = search::is_dense(self.conn(), &filter.terms, internal).await?;
+                let dense = self
+                    .density
+                    .is_dense(self.conn(), &filter.terms, internal)
+                    .await?;
                 cond = cond.add(search::matches(
                     self.backend(),
                     &filter.terms,

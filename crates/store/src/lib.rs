@@ -44,6 +44,8 @@ pub struct Store {
     db: DatabaseConnection,
     writer: DatabaseConnection,
     cache: Arc<cache::ConfigCache>,
+    /// Whether recent searches were dense (a plan hint, SQLite).
+    density: Arc<search::Density>,
     /// Group commit for SQLite's writer; `None` on PostgreSQL.
     batcher: Option<batch::Batcher>,
     /// Incident creates waiting to be written together (PostgreSQL).
@@ -130,6 +132,7 @@ impl Store {
                 batcher: Some(batch::Batcher::start(writer.clone())?),
                 writer,
                 cache: Arc::new(cache::ConfigCache::new(DEFAULT_CONFIG_CACHE)),
+                density: Arc::default(),
                 creates: Arc::new(combine::Combiner::new(incidents::reserve)),
             })
         } else {
@@ -140,6 +143,7 @@ impl Store {
                 writer: db.clone(),
                 db,
                 cache: Arc::new(cache::ConfigCache::new(DEFAULT_CONFIG_CACHE)),
+                density: Arc::default(),
                 batcher: None,
                 creates: Arc::new(combine::Combiner::new(incidents::reserve)),
             })

@@ -1,6 +1,10 @@
 //! Incident full-text search: SQLite FTS5 or PostgreSQL tsvector, kept in
 //! step with the incident and its comments inside the writing transaction.
 
+use std::collections::HashMap;
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
 use keel_incident::Visibility;
 use sea_orm::sea_query::{Expr, SimpleExpr};
 use sea_orm::{
@@ -235,21 +239,71 @@ fn fts_query(terms: &[String], include_internal: bool) -> String {
 /// fills a page sooner than sorting every match.
 pub(crate) const DENSE: u64 = 2_000;
 
-/// Whether at least [`DENSE`] incidents match (SQLite; counts no further).
-pub(crate) async fn is_dense<C: ConnectionTrait>(
-    db: &C,
-    terms: &[String],
-    include_internal: bool,
-) -> Result<bool, StoreError> {
-    let backend = db.get_database_backend();
-    if backend == DatabaseBackend::Postgres {
-        return Ok(false);
+/// How long a search's density ([`Density`]) is trusted.
+const DENSITY_TTL: Duration = Duration::from_secs(60);
+
+/// Most searches whose density [`Density`] keeps; one more starts afresh.
+const DENSITY_KEPT: usize = 4_096;
+
+/// Whether recent searches were dense, by their FTS5 query (terms and
+/// columns), so that a search does not count its matches again: the count
+/// reads up to [`DENSE`] matches, in a statement of its own (on SQLite, a
+/// hand-off to a read connection's thread and back), for every search.
+///
+/// Density only chooses between two plans that give the same rows
+/// ([`matches`]), so an answer up to [`DENSITY_TTL`] old is safe: at worst
+/// the searches for words that just became common take the slower plan for
+/// that long.
+#[derive(Debug, Default)]
+pub(crate) struct Density {
+    kept: Mutex<HashMap<String, (bool, Instant)>>,
+}
+
+impl Density {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<String, (bool, Instant)>> {
+        // Nothing panics while holding it; a poisoned map is still whole.
+        self.kept.lock().unwrap_or_else(|p| p.into_inner())
     }
+
+    /// Whether at least [`DENSE`] incidents match (SQLite; counts no
+    /// further): as last counted, if that was less than [`DENSITY_TTL`]
+    /// ago.
+    pub async fn is_dense<C: ConnectionTrait>(
+        &self,
+        db: &C,
+        terms: &[String],
+        include_internal: bool,
+    ) -> Result<bool, StoreError> {
+        if db.get_database_backend() == DatabaseBackend::Postgres {
+            return Ok(false);
+        }
+        let query = fts_query(terms, include_internal);
+        let kept = self
+            .lock()
+            .get(&query)
+            .filter(|(_, at)| at.elapsed() < DENSITY_TTL)
+            .map(|(dense, _)| *dense);
+        if let Some(dense) = kept {
+            return Ok(dense);
+        }
+        let dense = count_dense(db, query.clone()).await?;
+        let mut kept = self.lock();
+        if kept.len() >= DENSITY_KEPT {
+            kept.clear();
+        }
+        kept.insert(query, (dense, Instant::now()));
+        Ok(dense)
+    }
+}
+
+/// Whether at least [`DENSE`] incidents match the FTS5 `query` (SQLite;
+/// counts no further).
+async fn count_dense<C: ConnectionTrait>(db: &C, query: String) -> Result<bool, StoreError> {
     let row = db
         .query_one_raw(stmt(
-            backend,
+            db.get_database_backend(),
             "SELECT count(*) AS n FROM (SELECT rowid FROM incident_search WHERE incident_search MATCH ? LIMIT ?)",
-            vec![fts_query(terms, include_internal).into(), DENSE.into()],
+            vec![query.into(), DENSE.into()],
         ))
         .await?;
     let n = match row {
@@ -281,7 +335,7 @@ pub(crate) fn fts_match(terms: &[String], include_internal: bool) -> SimpleExpr 
 /// Terms are plain words (see `keel_core::query::search_terms`) and travel as
 /// bound parameters; each is quoted for FTS5 so none acts as an operator.
 ///
-/// `dense` (SQLite, see [`is_dense`]) writes the column as `+number`, which
+/// `dense` (SQLite, see [`Density::is_dense`]) writes the column as `+number`, which
 /// keeps SQLite from looking every match up by number and sorting them all;
 /// it walks the sort order's index instead and stops after one page.
 pub(crate) fn matches(
@@ -317,5 +371,63 @@ pub(crate) fn matches(
                 [fts_query(terms, include_internal)],
             )
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sea_orm::Database;
+
+    /// An in-memory search table whose first `n` rows are about printers.
+    async fn printers(n: u64) -> sea_orm::DatabaseConnection {
+        let db = Database::connect("sqlite::memory:")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        db.execute_unprepared(
+            "CREATE VIRTUAL TABLE incident_search USING fts5(
+                title, description, public_comments, internal_comments,
+                tokenize = 'porter unicode61')",
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        add_printers(&db, n).await;
+        db
+    }
+
+    async fn add_printers(db: &sea_orm::DatabaseConnection, n: u64) {
+        db.execute_raw(stmt(
+            DatabaseBackend::Sqlite,
+            "WITH RECURSIVE k(i) AS (SELECT 1 UNION ALL SELECT i + 1 FROM k WHERE i < ?)
+             INSERT INTO incident_search (title, description, public_comments, internal_comments)
+             SELECT 'Printer jams', 'Paper everywhere', '', '' FROM k",
+            vec![n.into()],
+        ))
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[tokio::test]
+    async fn a_search_is_dense_from_its_two_thousandth_match_and_that_answer_is_kept() {
+        let words = ["printer".to_owned()];
+        let db = printers(DENSE - 1).await;
+        let density = Density::default();
+        assert!(!density.is_dense(&db, &words, true).await.unwrap_or(true));
+        add_printers(&db, 1).await;
+        assert!(
+            !density.is_dense(&db, &words, true).await.unwrap_or(true),
+            "counted a moment ago: not counted again"
+        );
+        assert!(
+            Density::default()
+                .is_dense(&db, &words, true)
+                .await
+                .unwrap_or(false),
+            "counted afresh"
+        );
+        assert!(
+            density.is_dense(&db, &words, false).await.unwrap_or(false),
+            "a requester's search (other columns) is counted on its own"
+        );
     }
 }
