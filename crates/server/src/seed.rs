@@ -530,7 +530,11 @@ mod tests {
                 .chain(i.comments.iter().map(|c| c.created_at))
             {
                 assert!(t <= now, "{} at {t}, after {now}", i.number);
-                assert!(t >= i.created_at, "{} at {t}, before it was raised", i.number);
+                assert!(
+                    t >= i.created_at,
+                    "{} at {t}, before it was raised",
+                    i.number
+                );
             }
         }
     }
