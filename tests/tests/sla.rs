@@ -74,6 +74,34 @@ async fn an_incident_gets_the_targets_of_the_first_matching_policy(app: TestApp)
     // The requester sees the promise made to them.
     let seen = app.incident(&desk.requester.token, s(&p5, "id")).await;
     assert_eq!(target(&seen, "resolution")["target_secs"], 432000);
+    // A list page shows each incident with its own timers (two and one),
+    // as a get does, in every order the list can take.
+    let p3 = app
+        .create_incident(
+            &desk.agent.token,
+            json!({"title": "Printer offline", "impact": 2, "urgency": 2}),
+        )
+        .await;
+    for sort in ["-created_at", "number", "-priority"] {
+        let list = app
+            .list_incidents(&desk.agent.token, &[("sort", sort)])
+            .await;
+        assert_eq!(items(&list).len(), 3, "{sort}");
+        for item in items(&list) {
+            let one = app.incident(&desk.agent.token, s(item, "id")).await;
+            assert_eq!(item["sla"], one["sla"], "{sort}: {item}");
+        }
+    }
+    let open = app
+        .list_incidents(&desk.agent.token, &[("state", "new,in_progress")])
+        .await;
+    assert_eq!(items(&open).len(), 3);
+    assert!(items(&open).iter().any(|i| i["id"] == p3["id"]));
+    for item in items(&open) {
+        let n = item["sla"].as_array().map(Vec::len);
+        let want = if item["priority"] == 1 { 2 } else { 1 };
+        assert_eq!(n, Some(want), "{item}");
+    }
     app.finish().await;
 }
 
@@ -262,6 +290,9 @@ async fn warnings_and_breaches_are_recorded_once_and_escalate(app: TestApp) {
         .list_incidents(&desk.agent.token, &[("sla_state", "breached")])
         .await;
     assert_eq!(items(&breached).len(), 1);
+    // A list page shows the same timers as the incident itself.
+    assert_eq!(items(&breached)[0]["sla"], after["sla"]);
+    assert_eq!(after["sla"].as_array().map(Vec::len), Some(2), "{after}");
     let due_soon = app
         .list_incidents(
             &desk.agent.token,
