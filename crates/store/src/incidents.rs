@@ -664,7 +664,7 @@ fn newest_of_each(
             .columns([number, created])
             .from(incident::Entity)
             .cond_where(unstated.clone().add(incident::Column::State.eq(s.as_str())))
-            .to_owned();
+            .take();
         if !limited {
             return rows;
         }
@@ -676,7 +676,7 @@ fn newest_of_each(
         Query::select()
             .columns([number, created])
             .from_subquery(rows, Alias::new(format!("share{i}")))
-            .to_owned()
+            .take()
     };
     // A state named twice is one share: two would fill the page with
     // duplicates, and a short page ends the listing early.
@@ -698,7 +698,7 @@ fn newest_of_each(
             .order_by(created, order.clone())
             .order_by(number, order)
             .limit(page)
-            .to_owned(),
+            .take(),
     )
 }
 
@@ -1804,7 +1804,7 @@ impl Store {
                     .order_by_expr(sort_key, order.clone())
                     .order_by((incident::Entity, incident::Column::Number), order.clone())
                     .limit(page)
-                    .to_owned()
+                    .take()
             });
             let mut q = incident::Entity::find();
             QuerySelect::query(&mut q)
