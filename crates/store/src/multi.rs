@@ -297,6 +297,14 @@ mod tests {
         Statement::from_sql_and_values(backend, sql, values)
     }
 
+    /// The one statement `w` makes; there must be one.
+    fn one(w: Writes) -> Statement {
+        w.statement()
+            .ok()
+            .flatten()
+            .unwrap_or_else(|| panic!("no statement"))
+    }
+
     /// An in-memory SQLite database with one table made by `ddl`.
     async fn memory_db(ddl: &str) -> sea_orm::DatabaseConnection {
         let db = Database::connect("sqlite::memory:")
@@ -385,11 +393,7 @@ mod tests {
         let rows = incident_rows(2);
         let alone = built_by_sea_query(DbBackend::Postgres, &rows);
         w.push_rows(Some(rows));
-        let s = w
-            .statement()
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| panic!("no statement"));
+        let s = one(w);
         assert_eq!(
             s.sql,
             format!(
@@ -419,11 +423,7 @@ mod tests {
             r#"INSERT INTO "c" ("x", "$1") VALUES ($1) ON CONFLICT DO NOTHING"#,
             vec![5.into()],
         ));
-        let s = w
-            .statement()
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| panic!("no statement"));
+        let s = one(w);
         assert_eq!(
             s.sql,
             r#"WITH w0 AS (INSERT INTO "a" ("x", "y") VALUES ($1, $2)), w1 AS (INSERT INTO "b" ("x") VALUES ($3), ($4)) INSERT INTO "c" ("x", "$1") VALUES ($5) ON CONFLICT DO NOTHING"#
@@ -443,11 +443,7 @@ mod tests {
             "DELETE FROM t WHERE n = $1",
             vec![1.into()],
         ));
-        let s = w
-            .statement()
-            .ok()
-            .flatten()
-            .unwrap_or_else(|| panic!("no statement"));
+        let s = one(w);
         assert_eq!(s.sql, "DELETE FROM t WHERE n = $1");
     }
 
