@@ -128,6 +128,78 @@ async fn notifications_reach_the_right_people_threaded_by_incident(db: Db) {
     app.finish().await;
 }
 
+both_db!(raising_an_incident_for_a_group_by_name_or_by_id_tells_its_members);
+async fn raising_an_incident_for_a_group_by_name_or_by_id_tells_its_members(db: Db) {
+    let sink = SmtpSink::start().await;
+    let Some(app) = app_mailing_to(db, &sink).await else {
+        return;
+    };
+    let desk = app.desk().await;
+    // A third member who does not want to hear of assignments.
+    let agent3 = app.person(&desk.admin, "agent3", "agent").await;
+    app.add_member(&desk.admin, &desk.group, &agent3.id).await;
+    let resp = app
+        .put("/api/v1/me/notifications/incident.assigned", &agent3.token)
+        .json(&json!({"enabled": false}))
+        .send()
+        .await
+        .unwrap();
+    expect_json(resp, StatusCode::OK).await;
+
+    // By name (blanks around it do not matter): the group's members hear
+    // of it, but not the agent who raised it.
+    let by_name = app
+        .create_incident(
+            &desk.agent.token,
+            json!({"title": "Core switch fan failing", "impact": 2, "urgency": 2,
+                   "assignment_group": format!(" {} ", desk.group_name)}),
+        )
+        .await;
+    assert_eq!(by_name["assignment_group"]["id"], desk.group.as_str());
+    assert_eq!(
+        by_name["assignment_group"]["name"],
+        desk.group_name.as_str()
+    );
+    let first = s(&by_name, "number").to_owned();
+    sink.wait_for("the first assignment", |m| {
+        m.iter()
+            .any(|x| to(x, "agent2") && x.subject().starts_with(&format!("[{first}] Assigned")))
+    })
+    .await;
+
+    // By id: the same, told to the other agent.
+    let by_id = app
+        .create_incident(
+            &desk.agent2.token,
+            json!({"title": "UPS on battery", "impact": 2, "urgency": 2,
+                   "assignment_group": desk.group}),
+        )
+        .await;
+    assert_eq!(by_id["assignment_group"]["name"], desk.group_name.as_str());
+    let second = s(&by_id, "number").to_owned();
+    let mails = sink
+        .wait_for("the second assignment", |m| {
+            m.iter().any(|x| {
+                to(x, "agent1") && x.subject().starts_with(&format!("[{second}] Assigned"))
+            })
+        })
+        .await;
+    let assigned = |n: &str, who: &str| {
+        mails
+            .iter()
+            .filter(|x| to(x, who) && x.subject().starts_with(&format!("[{n}] Assigned")))
+            .count()
+    };
+    assert_eq!(assigned(&first, "agent2"), 1);
+    assert_eq!(assigned(&first, "agent1"), 0, "the actor was told");
+    assert_eq!(assigned(&second, "agent2"), 0, "the actor was told");
+    assert!(
+        mails.iter().all(|x| !to(x, "agent3")),
+        "a member who opted out was told"
+    );
+    app.finish().await;
+}
+
 both_db!(a_user_can_opt_out_of_one_kind_of_email);
 async fn a_user_can_opt_out_of_one_kind_of_email(db: Db) {
     let sink = SmtpSink::start().await;

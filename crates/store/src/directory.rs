@@ -15,6 +15,7 @@ use uuid::Uuid;
 
 use crate::entities::{group, group_member, user, user_role};
 use crate::error::on_unique;
+use crate::notify::GroupKey;
 use crate::{Store, StoreError};
 
 /// A short reference to a user, embedded in other records.
@@ -561,11 +562,8 @@ impl Store {
         let q = group::Entity::find()
             .select_only()
             .column(group::Column::Id)
-            .column(group::Column::Name);
-        let q = match Uuid::parse_str(key) {
-            Ok(id) => q.filter(group::Column::Id.eq(id)),
-            Err(_) => q.filter(group::Column::Name.eq(key.trim())),
-        };
+            .column(group::Column::Name)
+            .filter(GroupKey::parse(key).condition());
         Ok(q.into_tuple::<(Uuid, String)>()
             .one(self.conn())
             .await?

@@ -30,7 +30,7 @@ use crate::directory::{
 };
 use crate::entities::{attachment, audit_event, comment, incident, link, sla_timer, watcher};
 use crate::multi::{Insert, Writes};
-use crate::notify::{self, Audience, Event};
+use crate::notify::{self, Audience, Event, GroupKey};
 use crate::rows::{self, Positions};
 use crate::search::{self, stmt};
 use crate::sla::{self, SlaTimerView, SyncEvent};
@@ -1016,6 +1016,15 @@ impl Assignment {
     }
 }
 
+/// A requested assignment group that does not exist.
+fn unknown_group() -> StoreError {
+    StoreError::invalid(
+        "incident.unknown_group",
+        "assignment_group",
+        "no such group",
+    )
+}
+
 impl Store {
     /// Checks a requested group and assignee: both exist, the assignee is an
     /// agent and a member of the group.
@@ -1025,13 +1034,7 @@ impl Store {
         assignee_key: Option<&str>,
     ) -> Result<Assignment, StoreError> {
         let group_ref = match group_key {
-            Some(k) => Some(self.resolve_group_ref(k).await?.ok_or_else(|| {
-                StoreError::invalid(
-                    "incident.unknown_group",
-                    "assignment_group",
-                    "no such group",
-                )
-            })?),
+            Some(k) => Some(self.resolve_group_ref(k).await?.ok_or_else(unknown_group)?),
             None => None,
         };
         let group = group_ref.as_ref().map(|g| g.id);
@@ -1173,30 +1176,57 @@ impl Store {
                 })?
                 .as_ref(),
         };
-        let assignment = self
-            .resolve_assignment(new.assignment_group.as_deref(), new.assignee.as_deref())
-            .await?;
-        let computed = matrix.priority(new.impact, new.urgency);
-        let t = now();
-        let cfg = self.write_config().await?;
         // Who hears of it is read before the transaction, on a read
         // connection, so the writer is held for the writes only. The
         // requester hears of their own incident too: it is the
         // acknowledgement.
-        let audience = Audience {
-            assignee: assignment.assignee_id(),
-            group: assignment.group_id(),
+        let acknowledgement = notify::Ask {
+            event: Event::IncidentCreated,
+            actor: None,
+            people: vec![requester.id.0],
+            group: None,
         };
-        let asks = [
-            notify::Ask {
-                event: Event::IncidentCreated,
-                actor: None,
-                people: vec![requester.id.0],
-                group: None,
-            },
-            audience.ask(Event::IncidentAssigned, Some(actor.user_id)),
-        ];
-        let mut heard = notify::resolve_all(self.conn(), &asks).await?;
+        let (assignment, mut heard) =
+            match (new.assignment_group.as_deref(), new.assignee.as_deref()) {
+                // A group and nobody in it yet, the common case: the group
+                // is found in the same statement as who hears of the
+                // incident (its members, by the same key).
+                (Some(key), None) => {
+                    let key = GroupKey::parse(key);
+                    let asks = [
+                        acknowledgement,
+                        notify::Ask {
+                            event: Event::IncidentAssigned,
+                            actor: Some(actor.user_id),
+                            people: vec![],
+                            group: Some(key.clone()),
+                        },
+                    ];
+                    let (group, heard) =
+                        notify::resolve_all_and_group(self.conn(), &key, &asks).await?;
+                    let group = group.ok_or_else(unknown_group)?;
+                    let assignment = Assignment {
+                        group: Some(group),
+                        assignee: None,
+                    };
+                    (assignment, heard)
+                }
+                (group, assignee) => {
+                    let assignment = self.resolve_assignment(group, assignee).await?;
+                    let audience = Audience {
+                        assignee: assignment.assignee_id(),
+                        group: assignment.group_id(),
+                    };
+                    let asks = [
+                        acknowledgement,
+                        audience.ask(Event::IncidentAssigned, Some(actor.user_id)),
+                    ];
+                    (assignment, notify::resolve_all(self.conn(), &asks).await?)
+                }
+            };
+        let computed = matrix.priority(new.impact, new.urgency);
+        let t = now();
+        let cfg = self.write_config().await?;
         let workers = heard.pop().unwrap_or_default();
         let acknowledged = heard.pop().unwrap_or_default();
         let draft = Draft {

@@ -6,9 +6,11 @@
 use std::collections::HashSet;
 
 use chrono::Duration;
-use keel_core::UserId;
 use keel_core::time::{Timestamp, now};
-use sea_orm::sea_query::{Alias, Condition, Expr, OnConflict, Query, SelectStatement, UnionType};
+use keel_core::{GroupId, UserId};
+use sea_orm::sea_query::{
+    Alias, Condition, Expr, OnConflict, Query, SelectStatement, SimpleExpr, UnionType,
+};
 use sea_orm::{
     ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait, QueryFilter,
     QueryOrder, QuerySelect, QueryTrait, Statement,
@@ -16,7 +18,8 @@ use sea_orm::{
 use serde_json::Value;
 use uuid::Uuid;
 
-use crate::entities::{group_member, incident, notification_pref, outbox, user, watcher};
+use crate::directory::GroupRef;
+use crate::entities::{group, group_member, incident, notification_pref, outbox, user, watcher};
 use crate::{Store, StoreError};
 
 /// What happened, as recipients opt in or out of it.
@@ -109,7 +112,7 @@ impl Audience {
     pub fn ask(&self, event: Event, actor: Option<UserId>) -> Ask {
         let (people, group) = match (self.assignee, self.group) {
             (Some(a), _) => (vec![a], None),
-            (None, g) => (vec![], g),
+            (None, g) => (vec![], g.map(GroupKey::Id)),
         };
         Ask {
             event,
@@ -245,7 +248,7 @@ pub(crate) async fn resolve<C: ConnectionTrait>(
         event,
         actor,
         people: people.to_vec(),
-        group,
+        group: group.map(GroupKey::Id),
     };
     Ok(resolve_all(db, &[ask]).await?.pop().unwrap_or_default())
 }
@@ -257,7 +260,47 @@ pub(crate) struct Ask {
     pub event: Event,
     pub actor: Option<UserId>,
     pub people: Vec<Uuid>,
-    pub group: Option<Uuid>,
+    pub group: Option<GroupKey>,
+}
+
+/// A group as a request names it: by id, or by its exact name.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum GroupKey {
+    Id(Uuid),
+    Name(String),
+}
+
+impl GroupKey {
+    /// A UUID is an id; anything else is a name, without surrounding blanks.
+    pub fn parse(key: &str) -> GroupKey {
+        match Uuid::parse_str(key) {
+            Ok(id) => GroupKey::Id(id),
+            Err(_) => GroupKey::Name(key.trim().to_owned()),
+        }
+    }
+
+    /// The condition on `assignment_groups` that finds this group.
+    pub fn condition(&self) -> SimpleExpr {
+        match self {
+            GroupKey::Id(id) => group::Column::Id.eq(*id),
+            GroupKey::Name(name) => group::Column::Name.eq(name.as_str()),
+        }
+    }
+
+    /// The condition on `group_members` that finds this group's members;
+    /// by name through a subquery, so no lookup comes first.
+    fn members(&self) -> SimpleExpr {
+        match self {
+            GroupKey::Id(id) => group_member::Column::GroupId.eq(*id),
+            GroupKey::Name(_) => group_member::Column::GroupId.in_subquery(
+                Query::select()
+                    .column(group::Column::Id)
+                    .from(group::Entity)
+                    .and_where(self.condition())
+                    .take(),
+            ),
+        }
+    }
 }
 
 /// [`resolve`]s several audiences in one query; answers in `asks` order.
@@ -265,8 +308,40 @@ pub(crate) async fn resolve_all<C: ConnectionTrait>(
     db: &C,
     asks: &[Ask],
 ) -> Result<Vec<Vec<Recipient>>, StoreError> {
+    Ok(resolve_with(db, None, asks).await?.1)
+}
+
+/// Finds the group `key` names and [`resolve`]s `asks` (which may reach
+/// that group's members by the same key) in one query: a create that
+/// names its group and nobody yet makes one read before its writes, not
+/// two. `None` if no such group.
+pub(crate) async fn resolve_all_and_group<C: ConnectionTrait>(
+    db: &C,
+    key: &GroupKey,
+    asks: &[Ask],
+) -> Result<(Option<GroupRef>, Vec<Vec<Recipient>>), StoreError> {
+    resolve_with(db, Some(key), asks).await
+}
+
+async fn resolve_with<C: ConnectionTrait>(
+    db: &C,
+    key: Option<&GroupKey>,
+    asks: &[Ask],
+) -> Result<(Option<GroupRef>, Vec<Vec<Recipient>>), StoreError> {
     let mut out = vec![Vec::new(); asks.len()];
-    let mut all: Option<SelectStatement> = None;
+    let mut group = None;
+    // The group's row comes as one more answer, numbered after the asks,
+    // its name where the recipients' email is.
+    let group_answer = i64::try_from(asks.len()).unwrap_or(i64::MAX);
+    let mut all: Option<SelectStatement> = key.map(|k| {
+        Query::select()
+            .column(group::Column::Id)
+            .expr_as(Expr::col(group::Column::Name), Alias::new("email"))
+            .expr_as(Expr::val(group_answer), Alias::new("ask"))
+            .from(group::Entity)
+            .and_where(k.condition())
+            .take()
+    });
     for (i, ask) in asks.iter().enumerate() {
         let Some(mut q) = recipients_query(ask) else {
             continue;
@@ -280,21 +355,25 @@ pub(crate) async fn resolve_all<C: ConnectionTrait>(
         }
     }
     let Some(all) = all else {
-        return Ok(out);
+        return Ok((group, out));
     };
     for row in db
         .query_all_raw(db.get_database_backend().build(&all))
         .await?
     {
         let i: i64 = row.try_get("", "ask")?;
-        if let Some(to) = usize::try_from(i).ok().and_then(|i| out.get_mut(i)) {
-            to.push(Recipient {
-                id: row.try_get("", "id")?,
-                email: row.try_get("", "email")?,
+        let id: Uuid = row.try_get("", "id")?;
+        let email: String = row.try_get("", "email")?;
+        if i == group_answer && key.is_some() {
+            group = Some(GroupRef {
+                id: GroupId(id),
+                name: email,
             });
+        } else if let Some(to) = usize::try_from(i).ok().and_then(|i| out.get_mut(i)) {
+            to.push(Recipient { id, email });
         }
     }
-    Ok(out)
+    Ok((group, out))
 }
 
 /// The query [`resolve`] runs for one audience; `None` if it is empty.
@@ -303,7 +382,7 @@ fn recipients_query(ask: &Ask) -> Option<SelectStatement> {
         event,
         actor,
         ref people,
-        group,
+        ref group,
     } = *ask;
     if people.is_empty() && group.is_none() {
         return None;
@@ -318,8 +397,8 @@ fn recipients_query(ask: &Ask) -> Option<SelectStatement> {
                 Query::select()
                     .column(group_member::Column::UserId)
                     .from(group_member::Entity)
-                    .and_where(group_member::Column::GroupId.eq(g))
-                    .to_owned(),
+                    .and_where(g.members())
+                    .take(),
             ),
         );
     }
@@ -572,5 +651,59 @@ impl Store {
             .into_iter()
             .map(|(s, n)| (s, u64::try_from(n).unwrap_or(0)))
             .collect())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sea_orm::sea_query::{PostgresQueryBuilder, SqliteQueryBuilder};
+
+    #[test]
+    fn a_group_key_is_an_id_when_it_parses_as_one_and_a_trimmed_name_otherwise() {
+        let id = Uuid::now_v7();
+        assert_eq!(GroupKey::parse(&id.to_string()), GroupKey::Id(id));
+        assert_eq!(
+            GroupKey::parse("  network "),
+            GroupKey::Name("network".into())
+        );
+        assert_eq!(
+            GroupKey::parse(&format!("{id}x")),
+            GroupKey::Name(format!("{id}x"))
+        );
+    }
+
+    #[test]
+    fn members_named_by_a_group_name_are_found_through_the_group_in_the_same_query() {
+        let ask = Ask {
+            event: Event::IncidentAssigned,
+            actor: None,
+            people: vec![],
+            group: Some(GroupKey::Name("network".into())),
+        };
+        let Some(q) = recipients_query(&ask) else {
+            panic!("a group is an audience");
+        };
+        for sql in [
+            q.to_string(SqliteQueryBuilder),
+            q.to_string(PostgresQueryBuilder),
+        ] {
+            assert!(
+                sql.contains(concat!(
+                    r#""group_members"."group_id" IN (SELECT "id" FROM "assignment_groups" "#,
+                    r#"WHERE "assignment_groups"."name" = 'network')"#
+                )),
+                "{sql}"
+            );
+        }
+        let by_id = Ask {
+            group: Some(GroupKey::Id(Uuid::nil())),
+            ..ask
+        };
+        let Some(q) = recipients_query(&by_id) else {
+            panic!("a group is an audience");
+        };
+        let sql = q.to_string(SqliteQueryBuilder);
+        assert!(!sql.contains("assignment_groups"), "{sql}");
     }
 }
