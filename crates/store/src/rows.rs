@@ -17,8 +17,20 @@ use sea_orm::{IdenStatic, Iterable};
 
 /// Where each column of an entity is in a result's rows, by the column's
 /// place in the entity's `Column` enum; found on the result's first row.
+///
+/// On PostgreSQL it also remembers that the columns' types were checked:
+/// every row of a result has the types its `RowDescription` gave, so the
+/// first row's decode checks each column's declared type against its
+/// field (NULL or not), and the rows after it are decoded without the
+/// check. sqlx checks every value of every row, which was 12 % of a
+/// 50-incident page's instructions (bench/RESULTS.md, thirteenth
+/// session). SQLite's types belong to values, not columns, so there every
+/// value is still checked.
 #[derive(Default)]
-pub(crate) struct Positions(Option<Option<Vec<usize>>>);
+pub(crate) struct Positions {
+    at: Option<Option<Vec<usize>>>,
+    typed: bool,
+}
 
 impl Positions {
     /// The positions of `C`'s columns, named `{prefix}{column}`, in `row`'s
@@ -29,7 +41,7 @@ impl Positions {
         for<'a> &'a str: ColumnIndex<R>,
         C: IdenStatic + Iterable,
     {
-        self.0
+        self.at
             .get_or_insert_with(|| {
                 C::iter()
                     .map(|c| {
@@ -44,6 +56,36 @@ impl Positions {
             })
             .as_deref()
     }
+}
+
+/// Column `i` of a PostgreSQL row as `T`. Unless `typed` (an earlier row of
+/// the same result passed), the column's declared type is checked first,
+/// as sqlx's `try_get` checks a value's: a mismatch is an error, never a
+/// misread. Decoding itself still checks lengths and UTF-8.
+pub(crate) fn pg_get<'r, T>(
+    r: &'r sqlx::postgres::PgRow,
+    i: usize,
+    typed: bool,
+) -> Result<T, sqlx::Error>
+where
+    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+{
+    use sqlx::TypeInfo as _;
+    if !typed {
+        let ty = r.try_column(i)?.type_info();
+        if !ty.is_null() && !T::compatible(ty) {
+            return Err(sqlx::Error::ColumnDecode {
+                index: i.to_string(),
+                source: format!(
+                    "mismatched types; Rust type `{}` is not compatible with SQL type `{}`",
+                    std::any::type_name::<T>(),
+                    ty.name()
+                )
+                .into(),
+            });
+        }
+    }
+    r.try_get_unchecked(i)
 }
 
 /// Runs a read statement on `db`'s pool with sqlx itself, as sea-orm's
@@ -160,14 +202,29 @@ macro_rules! decoder {
                     $($field: r.try_get(at(C::$col))?,)*
                 })
             }
+            fn pg(
+                r: &sqlx::postgres::PgRow,
+                positions: &[usize],
+                typed: bool,
+            ) -> Result<$entity::Model, sqlx::Error> {
+                use $entity::Column as C;
+                use $crate::rows::pg_get;
+                let at = |c: C| positions.get(c as usize).copied().unwrap_or(usize::MAX);
+                Ok($entity::Model {
+                    $($field: pg_get(r, at(C::$col), typed)?,)*
+                })
+            }
             if let Some(r) = row.try_as_sqlite_row() {
                 if let Some(p) = positions.of::<_, $entity::Column>(r, prefix) {
                     return at(r, p).map_err($crate::rows::db_err);
                 }
-            } else if let Some(r) = row.try_as_pg_row()
-                && let Some(p) = positions.of::<_, $entity::Column>(r, prefix)
-            {
-                return at(r, p).map_err($crate::rows::db_err);
+            } else if let Some(r) = row.try_as_pg_row() {
+                let typed = positions.typed;
+                if let Some(p) = positions.of::<_, $entity::Column>(r, prefix) {
+                    let m = pg(r, p, typed).map_err($crate::rows::db_err)?;
+                    positions.typed = true;
+                    return Ok(m);
+                }
             }
             $entity::Model::from_query_result(row, prefix)
         }
@@ -233,6 +290,47 @@ decoder!(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn a_postgres_column_of_the_wrong_type_is_refused_on_the_first_row_even_when_null() {
+        if std::env::var_os("KEEL_TEST_SKIP_POSTGRES").is_some() {
+            return;
+        }
+        let url = std::env::var("KEEL_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await else {
+            panic!("PostgreSQL at {url} is needed (or set KEEL_TEST_SKIP_POSTGRES)");
+        };
+        let rows =
+            sqlx::query("SELECT * FROM (VALUES (NULL::int4, 'a'::text), (7, 'b')) AS v (n, s)")
+                .fetch_all(&mut conn)
+                .await;
+        let Ok(rows) = rows else {
+            panic!("{rows:?}");
+        };
+        let (first, second) = (&rows[0], &rows[1]);
+        // i64 is int8: refused by the column's type though the value is NULL,
+        // where sqlx's own `try_get` only checks values that are not.
+        assert!(pg_get::<Option<i64>>(first, 0, false).is_err());
+        assert!(matches!(first.try_get::<Option<i64>, _>(0), Ok(None)));
+        assert!(pg_get::<Option<String>>(first, 0, false).is_err());
+        assert!(matches!(pg_get::<Option<i32>>(first, 0, false), Ok(None)));
+        assert!(matches!(
+            pg_get::<String>(first, 1, false).as_deref(),
+            Ok("a")
+        ));
+        // Once typed, later rows are read as the first was.
+        assert!(matches!(
+            pg_get::<Option<i32>>(second, 0, true),
+            Ok(Some(7))
+        ));
+        assert!(matches!(
+            pg_get::<String>(second, 1, true).as_deref(),
+            Ok("b")
+        ));
+        // A column past the end is an error, not a panic.
+        assert!(pg_get::<String>(second, 9, true).is_err());
+    }
 
     #[test]
     fn entity_columns_are_numbered_in_the_order_they_are_listed() {
