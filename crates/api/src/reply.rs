@@ -11,15 +11,24 @@ use serde::Serialize;
 
 use crate::error::ApiError;
 
-/// A `200 OK` with `T` as its JSON body.
+/// About how many bytes of JSON one incident takes (a seeded one, with a
+/// paragraph of description, takes 1.1 KB; SLA targets add some), so that
+/// a body's buffer is allocated once instead of grown, and copied, as it
+/// fills: `sonic_rs::to_vec` starts at 128 bytes, and a 56 KB page was
+/// copied a dozen times on the way (9 % of a PostgreSQL list page's
+/// instructions; bench/RESULTS.md, thirteenth session).
+pub const INCIDENT_JSON_BYTES: usize = 1536;
+
+/// A `200 OK` with `T` as its JSON body, which takes about `.1` bytes (a
+/// hint: a larger body still fits).
 #[derive(Debug)]
-pub struct Reply<T>(pub T);
+pub struct Reply<T>(pub T, pub usize);
 
 impl<T: Serialize> Responder for Reply<T> {
     type Body = BoxBody;
 
     fn respond_to(self, _req: &HttpRequest) -> HttpResponse {
-        match to_json(&self.0) {
+        match to_json(&self.0, self.1) {
             Ok(body) => HttpResponse::Ok()
                 .content_type(mime::APPLICATION_JSON)
                 .body(body),
@@ -31,9 +40,15 @@ impl<T: Serialize> Responder for Reply<T> {
     }
 }
 
-/// `value` as JSON, as [`Reply`] writes it.
-pub fn to_json<T: Serialize + ?Sized>(value: &T) -> Result<Vec<u8>, sonic_rs::Error> {
-    sonic_rs::to_vec(value)
+/// `value` as JSON, as [`Reply`] writes it, in a buffer of `capacity`
+/// bytes to start with.
+pub fn to_json<T: Serialize + ?Sized>(
+    value: &T,
+    capacity: usize,
+) -> Result<Vec<u8>, sonic_rs::Error> {
+    let mut body = Vec::with_capacity(capacity);
+    sonic_rs::to_writer(&mut body, value)?;
+    Ok(body)
 }
 
 #[cfg(test)]
@@ -50,6 +65,7 @@ mod tests {
         skipped: Option<u8>,
         tags: Vec<&'static str>,
         ratio: f64,
+        keys: std::collections::BTreeMap<&'static str, &'static str>,
     }
 
     #[test]
@@ -58,18 +74,39 @@ mod tests {
             title: "Quotes \" and \\ backslashes,\n a tab\t, a bell \u{7}, \u{2028} and ünïcödé",
             missing: None,
             skipped: None,
-            tags: vec!["vpn", "</script>"],
+            tags: vec![
+                "vpn",
+                "</script>",
+                "",
+                "a\"b",
+                "c\\d",
+                "\u{1f}",
+                "\u{7f} and ü",
+            ],
             ratio: 0.1,
+            keys: [
+                ("plain", "1"),
+                ("k\"ey", "2"),
+                ("ключ", "3"),
+                ("", "4"),
+                ("tab\t", "5"),
+            ]
+            .into_iter()
+            .collect(),
         };
         let expected = serde_json::to_vec(&view).unwrap_or_default();
         let req = TestRequest::default().to_http_request();
-        let resp = Reply(view).respond_to(&req);
-        assert_eq!(resp.status(), actix_web::http::StatusCode::OK);
-        assert_eq!(
-            resp.headers().get("content-type").map(|v| v.as_bytes()),
-            Some(&b"application/json"[..])
-        );
-        let body = resp.into_body().try_into_bytes().unwrap_or_default();
-        assert_eq!(body.as_ref(), expected.as_slice());
+        // The size hint is only where the buffer starts: too small, nothing,
+        // or roomy, the body is the same.
+        for hint in [0, 8, 4096] {
+            let resp = Reply(&view, hint).respond_to(&req);
+            assert_eq!(resp.status(), actix_web::http::StatusCode::OK);
+            assert_eq!(
+                resp.headers().get("content-type").map(|v| v.as_bytes()),
+                Some(&b"application/json"[..])
+            );
+            let body = resp.into_body().try_into_bytes().unwrap_or_default();
+            assert_eq!(body.as_ref(), expected.as_slice(), "hint {hint}");
+        }
     }
 }

@@ -38,7 +38,7 @@ fn with_etag(status: StatusCode, inc: Incident) -> HttpResponse {
     if status == StatusCode::CREATED {
         res.insert_header((header::LOCATION, format!("/api/v1/incidents/{}", inc.id)));
     }
-    match reply::to_json(&inc) {
+    match reply::to_json(&inc, reply::INCIDENT_JSON_BYTES) {
         Ok(body) => res.content_type(mime::APPLICATION_JSON).body(body),
         Err(e) => ApiError::internal(e).error_response(),
     }
@@ -246,10 +246,14 @@ pub async fn list(
             q.cursor.as_deref(),
         )
         .await?;
-    Ok(Reply(Page {
-        items: page.items.into_iter().map(Into::into).collect(),
-        next: page.next,
-    }))
+    let bytes = (page.items.len() + 1) * reply::INCIDENT_JSON_BYTES;
+    Ok(Reply(
+        Page {
+            items: page.items.into_iter().map(Into::into).collect(),
+            next: page.next,
+        },
+        bytes,
+    ))
 }
 
 /// Get an incident
