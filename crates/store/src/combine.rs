@@ -33,6 +33,15 @@
 //! At most [`WRITERS`] batches are written at once, on tasks of their
 //! own: a request that is dropped (its client went away) cannot cancel a
 //! statement that carries other requests' rows.
+//!
+//! Under load a batch also reserves numbers ahead for the batches after
+//! it ([`Block`]), so that most batches are one statement, not two. A
+//! create alone (no other create waiting) reserves only its own number, so
+//! a desk that is not busy never holds numbers; a node that stops while it
+//! holds some leaves them unused, a gap of at most [`MAX_AHEAD`], as a
+//! cached PostgreSQL sequence does. With several nodes, each hands out its
+//! own block, so numbers stay unique but follow creation order only per
+//! node while they are busy.
 
 use std::collections::VecDeque;
 use std::future::Future;
@@ -56,6 +65,14 @@ const WRITERS: usize = 2;
 /// At most this many creates go in one batch.
 const MAX_BATCH: usize = 64;
 
+/// Most numbers a batch reserves ahead for the batches after it.
+pub(crate) const MAX_AHEAD: usize = 64;
+
+/// Numbers reserved ahead per create of a batch that reserves: a batch of
+/// `k` creates (`k` > 1, so others are waiting) reserves `k` and
+/// `AHEAD_PER_CREATE * k` more, at most [`MAX_AHEAD`].
+const AHEAD_PER_CREATE: usize = 16;
+
 /// A create's writes, given its number, and what the create answers with.
 pub(crate) type Build<T> = Box<dyn FnOnce(i64) -> Result<(Writes, T), StoreError> + Send>;
 
@@ -71,6 +88,55 @@ pub(crate) struct Combiner<T> {
     queue: Mutex<VecDeque<Job<T>>>,
     writers: Arc<Semaphore>,
     reserve: Reserve,
+    /// Numbers reserved and not handed out yet. Held while a batch
+    /// reserves, so that two writers short of numbers reserve one after
+    /// the other and the second finds the first's numbers ahead.
+    block: tokio::sync::Mutex<Block>,
+}
+
+/// The incident numbers a node reserved and has not handed out yet:
+/// `next..end`, handed out lowest first.
+#[derive(Debug, Default, Clone, Copy, PartialEq)]
+struct Block {
+    next: i64,
+    end: i64,
+}
+
+impl Block {
+    fn left(&self) -> usize {
+        usize::try_from(self.end - self.next).unwrap_or(0)
+    }
+
+    /// How many numbers a batch of `k` must reserve: none if the block has
+    /// them, else what is missing and, when others wait (`k` > 1), more
+    /// for the batches after it.
+    fn reservation(&self, k: usize) -> usize {
+        let missing = k.saturating_sub(self.left());
+        if missing == 0 {
+            0
+        } else if k > 1 {
+            missing + (AHEAD_PER_CREATE * k).min(MAX_AHEAD)
+        } else {
+            missing
+        }
+    }
+
+    /// Hands out `k` numbers: first what is left, then from `fresh`, the
+    /// `count` numbers from `first` just reserved, whose rest is kept.
+    fn take(&mut self, k: usize, fresh: Option<(i64, usize)>) -> Vec<i64> {
+        let mut out: Vec<i64> = (self.next..self.end).take(k).collect();
+        self.next += i64::try_from(out.len()).unwrap_or(0);
+        if let Some((first, count)) = fresh {
+            let end = first + i64::try_from(count).unwrap_or(0);
+            let used = k - out.len();
+            out.extend((first..end).take(used));
+            *self = Block {
+                next: (first + i64::try_from(used).unwrap_or(0)).min(end),
+                end,
+            };
+        }
+        out
+    }
 }
 
 impl<T> std::fmt::Debug for Combiner<T> {
@@ -104,6 +170,7 @@ impl<T: Send + 'static> Combiner<T> {
             queue: Mutex::new(VecDeque::new()),
             writers: Arc::new(Semaphore::new(WRITERS)),
             reserve,
+            block: tokio::sync::Mutex::new(Block::default()),
         }
     }
 
@@ -129,6 +196,21 @@ impl<T: Send + 'static> Combiner<T> {
     fn lock(&self) -> std::sync::MutexGuard<'_, VecDeque<Job<T>>> {
         // A panic while holding the lock leaves the queue as it was.
         self.queue.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// `k` numbers for a batch: from the block while it has them, else
+    /// reserved (with more ahead when others wait). On an error the block
+    /// is as it was.
+    async fn numbers(&self, db: &DatabaseConnection, k: usize) -> Result<Vec<i64>, StoreError> {
+        let mut block = self.block.lock().await;
+        let count = block.reservation(k);
+        let fresh = if count == 0 {
+            None
+        } else {
+            let n = i64::try_from(count).map_err(|_| StoreError::NotFound("sequence"))?;
+            Some(((self.reserve)(db, n).await?, count))
+        };
+        Ok(block.take(k, fresh))
     }
 
     fn take(&self) -> Vec<Job<T>> {
@@ -160,19 +242,23 @@ async fn drain<T: Send + 'static>(
             }
             continue;
         }
-        write_batch(c.reserve, &db, batch).await;
+        write_batch(&c, &db, batch).await;
     }
 }
 
-async fn write_batch<T>(reserve: Reserve, db: &DatabaseConnection, batch: Vec<Job<T>>) {
-    let k = i64::try_from(batch.len()).unwrap_or(i64::MAX);
-    let first = match reserve(db, k).await {
+async fn write_batch<T: Send + 'static>(
+    c: &Combiner<T>,
+    db: &DatabaseConnection,
+    batch: Vec<Job<T>>,
+) {
+    let numbers = match c.numbers(db, batch.len()).await {
         Ok(n) => n,
         Err(_) => {
             // Each create on its own, so each gets its own error.
             for job in batch {
-                let r = match reserve(db, 1).await {
-                    Ok(n) => alone(db, job.build, n).await,
+                let r = match c.numbers(db, 1).await.map(|n| n.first().copied()) {
+                    Ok(Some(n)) => alone(db, job.build, n).await,
+                    Ok(None) => Err(StoreError::NotFound("sequence")),
                     Err(e) => Err(e),
                 };
                 let _ = job.done.send(r);
@@ -181,7 +267,7 @@ async fn write_batch<T>(reserve: Reserve, db: &DatabaseConnection, batch: Vec<Jo
         }
     };
     let mut built = Vec::with_capacity(batch.len());
-    for (n, job) in (first..).zip(batch) {
+    for (n, job) in numbers.into_iter().zip(batch) {
         match (job.build)(n) {
             Ok((writes, answer)) => match writes.into_rows(supported) {
                 Ok(rows) => built.push(Built {
@@ -405,6 +491,57 @@ mod tests {
             columns: columns.to_vec(),
             rows,
         }
+    }
+
+    #[test]
+    fn a_create_alone_reserves_only_its_own_number() {
+        let mut block = Block::default();
+        assert_eq!(block.reservation(1), 1);
+        assert_eq!(block.take(1, Some((7, 1))), [7]);
+        assert_eq!(block, Block { next: 8, end: 8 });
+        assert_eq!(block.reservation(1), 1, "nothing was kept ahead");
+    }
+
+    #[test]
+    fn a_batch_under_load_reserves_ahead_and_the_next_batches_take_from_it() {
+        let mut block = Block::default();
+        let count = block.reservation(4);
+        assert_eq!(count, 4 + 64);
+        assert_eq!(block.take(4, Some((1, count))), [1, 2, 3, 4]);
+        assert_eq!(block.reservation(3), 0);
+        assert_eq!(block.take(3, None), [5, 6, 7]);
+        assert_eq!(block.left(), 61);
+        // Short of numbers: what is left first, then fresh ones, no gap
+        // between them if no other node reserved meanwhile.
+        let mut short = Block { next: 66, end: 69 };
+        let count = short.reservation(5);
+        assert_eq!(count, 2 + 64);
+        assert_eq!(short.take(5, Some((69, count))), [66, 67, 68, 69, 70]);
+        assert_eq!(short, Block { next: 71, end: 135 });
+    }
+
+    #[test]
+    fn numbers_left_over_are_handed_out_before_another_nodes_gap() {
+        // Another node reserved 69..200 meanwhile: this node's next block
+        // starts after it, and its own leftovers go first.
+        let mut block = Block { next: 67, end: 69 };
+        assert_eq!(block.reservation(2), 0);
+        let count = block.reservation(3);
+        assert_eq!(count, 1 + 48);
+        assert_eq!(block.take(3, Some((200, count))), [67, 68, 200]);
+        assert_eq!(
+            block,
+            Block {
+                next: 201,
+                end: 249
+            }
+        );
+    }
+
+    #[test]
+    fn a_small_batch_reserves_ahead_in_proportion_to_its_size() {
+        assert_eq!(Block::default().reservation(2), 2 + 32);
+        assert_eq!(Block::default().reservation(64), 64 + MAX_AHEAD);
     }
 
     #[test]
