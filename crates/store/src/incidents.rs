@@ -936,9 +936,9 @@ pub(crate) fn reserve(
 }
 
 /// Runs `sql`, which ends with [`RESERVE`], for `k` numbers.
-async fn take_numbers<C: ConnectionTrait>(db: &C, sql: &str, k: i64) -> Result<i64, StoreError> {
+async fn take_numbers<C: rows::Read>(db: &C, sql: &str, k: i64) -> Result<i64, StoreError> {
     let rows = db
-        .query_all_raw(stmt(
+        .read(stmt(
             db.get_database_backend(),
             sql,
             vec![k.into(), KIND.as_str().into(), k.into()],

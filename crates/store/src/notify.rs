@@ -96,7 +96,7 @@ impl Audience {
 
     /// [`resolve`]s the assignee, or every member of the group when nobody
     /// is assigned, for `event` (one query).
-    pub async fn resolve<C: ConnectionTrait>(
+    pub async fn resolve<C: crate::rows::Read>(
         &self,
         db: &C,
         event: Event,
@@ -215,7 +215,7 @@ fn pending_row(
 
 /// Writes one outbox row per recipient: deduplicated, without the actor,
 /// inactive users, or anyone who opted out of the event.
-pub(crate) async fn enqueue<C: ConnectionTrait>(
+pub(crate) async fn enqueue<C: crate::rows::Read>(
     db: &C,
     notice: Notice<'_>,
     recipients: impl IntoIterator<Item = Uuid>,
@@ -237,7 +237,7 @@ pub(crate) struct Recipient {
 /// each once. One query, which may run before the transaction that writes
 /// the rows (a create resolves its audiences on a read connection, so the
 /// writer is held only for the writes).
-pub(crate) async fn resolve<C: ConnectionTrait>(
+pub(crate) async fn resolve<C: crate::rows::Read>(
     db: &C,
     event: Event,
     actor: Option<UserId>,
@@ -304,7 +304,7 @@ impl GroupKey {
 }
 
 /// [`resolve`]s several audiences in one query; answers in `asks` order.
-pub(crate) async fn resolve_all<C: ConnectionTrait>(
+pub(crate) async fn resolve_all<C: crate::rows::Read>(
     db: &C,
     asks: &[Ask],
 ) -> Result<Vec<Vec<Recipient>>, StoreError> {
@@ -315,7 +315,7 @@ pub(crate) async fn resolve_all<C: ConnectionTrait>(
 /// that group's members by the same key) in one query: a create that
 /// names its group and nobody yet makes one read before its writes, not
 /// two. `None` if no such group.
-pub(crate) async fn resolve_all_and_group<C: ConnectionTrait>(
+pub(crate) async fn resolve_all_and_group<C: crate::rows::Read>(
     db: &C,
     key: &GroupKey,
     asks: &[Ask],
@@ -323,7 +323,7 @@ pub(crate) async fn resolve_all_and_group<C: ConnectionTrait>(
     resolve_with(db, Some(key), asks).await
 }
 
-async fn resolve_with<C: ConnectionTrait>(
+async fn resolve_with<C: crate::rows::Read>(
     db: &C,
     key: Option<&GroupKey>,
     asks: &[Ask],
@@ -357,10 +357,7 @@ async fn resolve_with<C: ConnectionTrait>(
     let Some(all) = all else {
         return Ok((group, out));
     };
-    for row in db
-        .query_all_raw(db.get_database_backend().build(&all))
-        .await?
-    {
+    for row in db.read(db.get_database_backend().build(&all)).await? {
         let i: i64 = row.try_get("", "ask")?;
         let id: Uuid = row.try_get("", "id")?;
         let email: String = row.try_get("", "email")?;

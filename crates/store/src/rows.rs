@@ -125,6 +125,35 @@ pub(crate) async fn fetch_all(
     })
 }
 
+/// A connection a hot read can run on: [`fetch_all`] on the pool, sea-orm
+/// on a transaction (whose statements must go through its connection).
+pub(crate) trait Read: sea_orm::ConnectionTrait + Sync {
+    fn read(
+        &self,
+        stmt: sea_orm::Statement,
+    ) -> impl std::future::Future<Output = Result<Vec<sea_orm::QueryResult>, sea_orm::DbErr>> + Send;
+}
+
+impl Read for sea_orm::DatabaseConnection {
+    fn read(
+        &self,
+        stmt: sea_orm::Statement,
+    ) -> impl std::future::Future<Output = Result<Vec<sea_orm::QueryResult>, sea_orm::DbErr>> + Send
+    {
+        fetch_all(self, stmt)
+    }
+}
+
+impl Read for sea_orm::DatabaseTransaction {
+    fn read(
+        &self,
+        stmt: sea_orm::Statement,
+    ) -> impl std::future::Future<Output = Result<Vec<sea_orm::QueryResult>, sea_orm::DbErr>> + Send
+    {
+        sea_orm::ConnectionTrait::query_all_raw(self, stmt)
+    }
+}
+
 /// Statement texts kept by the shape of their statement (`K`) and the
 /// database, for statements whose text depends on nothing else: a hot
 /// read builds its text with sea-query once and then only binds values
