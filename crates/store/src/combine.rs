@@ -443,32 +443,37 @@ fn statement(rows: &[&Insert]) -> Result<Option<(String, Vec<Array>)>, StoreErro
     if merged.is_empty() {
         return Ok(None);
     }
-    let mut sql = String::new();
+    // Written straight into one string: formatting each column and
+    // placeholder apart and joining them cost 90 000 instructions a batch.
+    use std::fmt::Write as _;
+    let mut sql = String::with_capacity(4096);
     let mut params = Vec::new();
     let last = merged.len() - 1;
     for (i, (ins, arrays)) in merged.into_iter().enumerate() {
-        let columns = ins
-            .columns
-            .iter()
-            .map(|c| format!("\"{c}\""))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let unnest = arrays
-            .iter()
-            .enumerate()
-            .map(|(k, a)| format!("${}::{}", params.len() + k + 1, a.pg_type()))
-            .collect::<Vec<_>>()
-            .join(", ");
-        let insert = format!(
-            "INSERT INTO \"{}\" ({columns}) SELECT * FROM unnest({unnest})",
-            ins.table
-        );
         if i == last {
             sql.push_str(if i == 0 { "" } else { " " });
-            sql.push_str(&insert);
         } else {
             sql.push_str(if i == 0 { "WITH " } else { ", " });
-            sql.push_str(&format!("w{i} AS ({insert})"));
+            let _ = write!(sql, "w{i} AS (");
+        }
+        sql.push_str("INSERT INTO \"");
+        sql.push_str(ins.table);
+        sql.push_str("\" (");
+        for (k, c) in ins.columns.iter().enumerate() {
+            sql.push_str(if k == 0 { "\"" } else { ", \"" });
+            sql.push_str(c);
+            sql.push('"');
+        }
+        sql.push_str(") SELECT * FROM unnest(");
+        for (k, a) in arrays.iter().enumerate() {
+            sql.push_str(if k == 0 { "$" } else { ", $" });
+            let _ = write!(sql, "{}", params.len() + k + 1);
+            sql.push_str("::");
+            sql.push_str(a.pg_type());
+        }
+        sql.push(')');
+        if i != last {
+            sql.push(')');
         }
         params.extend(arrays);
     }
