@@ -29,7 +29,7 @@ pub(crate) struct SlaConfig {
     /// Active policies in the order they are tried.
     pub policies: Vec<PolicyView>,
     /// Every business calendar by id.
-    pub clocks: HashMap<Uuid, Clock>,
+    pub clocks: IdMap<Clock>,
 }
 
 /// An active webhook subscription.
@@ -144,8 +144,14 @@ impl ConfigCache {
     }
 }
 
+/// A map keyed by ids that a request fills and reads many times (names,
+/// timers): foldhash instead of std's SipHash, which was 2.3 % of a list
+/// page's instructions (bench/RESULTS.md, fourteenth session). Like std's,
+/// it is seeded per process.
+pub(crate) type IdMap<V> = HashMap<Uuid, V, foldhash::fast::RandomState>;
+
 /// Users' and groups' names by id.
-pub(crate) type Refs = (HashMap<Uuid, UserRef>, HashMap<Uuid, GroupRef>);
+pub(crate) type Refs = (IdMap<UserRef>, IdMap<GroupRef>);
 
 /// Most names [`Names`] keeps; a load that would keep more starts afresh.
 const MAX_NAMES: usize = 65_536;
@@ -168,8 +174,8 @@ pub(crate) struct Names {
 #[derive(Debug, Default)]
 struct NamesInner {
     generation: u64,
-    users: HashMap<Uuid, (UserRef, Instant)>,
-    groups: HashMap<Uuid, (GroupRef, Instant)>,
+    users: IdMap<(UserRef, Instant)>,
+    groups: IdMap<(GroupRef, Instant)>,
 }
 
 impl Names {
@@ -208,8 +214,8 @@ impl Names {
         Fut: Future<Output = Result<Refs, StoreError>>,
     {
         let mut out: Refs = (
-            HashMap::with_capacity(users.len()),
-            HashMap::with_capacity(groups.len()),
+            IdMap::with_capacity_and_hasher(users.len(), Default::default()),
+            IdMap::with_capacity_and_hasher(groups.len(), Default::default()),
         );
         let mut missing = (Vec::new(), Vec::new());
         let generation = {
@@ -322,7 +328,7 @@ mod tests {
                         .iter()
                         .filter_map(|u| db.get(u).map(|r| (*u, r.clone())))
                         .collect(),
-                    HashMap::new(),
+                    IdMap::default(),
                 ))
             })
             .await
@@ -390,7 +396,7 @@ mod tests {
             .get_or_load(&[a], &[], |_, _| async {
                 // The rename commits while the old name is being read.
                 names.clear();
-                Ok((HashMap::from([(a, user(a, "Ada"))]), HashMap::new()))
+                Ok((IdMap::from_iter([(a, user(a, "Ada"))]), IdMap::default()))
             })
             .await
             .unwrap_or_else(|e| panic!("{e}"));

@@ -211,7 +211,7 @@ async fn views<C: ConnectionTrait>(
 
 /// `id`'s reference from a batch lookup. Users are never deleted (records
 /// refer to them), so a miss only shows an id without a name.
-pub(crate) fn user_ref(users: &HashMap<Uuid, UserRef>, id: Uuid) -> UserRef {
+pub(crate) fn user_ref(users: &crate::cache::IdMap<UserRef>, id: Uuid) -> UserRef {
     users.get(&id).cloned().unwrap_or(UserRef {
         id: UserId(id),
         username: String::new(),
@@ -222,9 +222,9 @@ pub(crate) fn user_ref(users: &HashMap<Uuid, UserRef>, id: Uuid) -> UserRef {
 pub(crate) async fn user_refs<C: ConnectionTrait>(
     db: &C,
     ids: &[Uuid],
-) -> Result<HashMap<Uuid, UserRef>, StoreError> {
+) -> Result<crate::cache::IdMap<UserRef>, StoreError> {
     if ids.is_empty() {
-        return Ok(HashMap::new());
+        return Ok(Default::default());
     }
     Ok(user::Entity::find()
         .filter(user::Column::Id.is_in(ids.iter().copied()))
@@ -250,7 +250,7 @@ pub(crate) async fn refs_of(
     db: &sea_orm::DatabaseConnection,
     users: &[Uuid],
     groups: &[Uuid],
-) -> Result<(HashMap<Uuid, UserRef>, HashMap<Uuid, GroupRef>), StoreError> {
+) -> Result<crate::cache::Refs, StoreError> {
     // Literal tags, not parameters: PostgreSQL cannot type an untyped
     // parameter in a union's column.
     let part = |table: Alias, name: &str, second: &str, tag: &'static str, ids: &[Uuid]| {
@@ -288,7 +288,7 @@ pub(crate) async fn refs_of(
             groups,
         ));
     }
-    let mut out = (HashMap::new(), HashMap::new());
+    let mut out: crate::cache::Refs = Default::default();
     let Some(mut q) = parts.pop() else {
         return Ok(out);
     };

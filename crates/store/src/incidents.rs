@@ -24,7 +24,7 @@ use uuid::Uuid;
 
 use crate::audit::{self, Entry};
 use crate::batch;
-use crate::cache::WriteConfig;
+use crate::cache::{IdMap, WriteConfig};
 use crate::directory::{
     GroupRef, Page, UserRef, is_member_in, page_next, refs_of, user_ref, user_refs,
 };
@@ -552,8 +552,8 @@ struct Drafted {
 fn view_of(
     actor: &Actor,
     m: incident::Model,
-    users: &HashMap<Uuid, UserRef>,
-    groups: &HashMap<Uuid, GroupRef>,
+    users: &IdMap<UserRef>,
+    groups: &IdMap<GroupRef>,
     sla: Vec<SlaTimerView>,
 ) -> IncidentView {
     let state = parse_state(&m.state);
@@ -593,10 +593,10 @@ fn view_of(
 #[derive(Default)]
 struct Loaded {
     models: Vec<incident::Model>,
-    users: HashMap<Uuid, UserRef>,
-    groups: HashMap<Uuid, GroupRef>,
+    users: IdMap<UserRef>,
+    groups: IdMap<GroupRef>,
     /// The SLA timers of every model, when they were loaded with them.
-    timers: Option<HashMap<Uuid, Vec<sla_timer::Model>>>,
+    timers: Option<IdMap<Vec<sla_timer::Model>>>,
 }
 
 /// Runs `q` (a page of incidents), then reads the names their views show
@@ -781,7 +781,7 @@ async fn load_statement(
     let whole = rows == Rows::Whole;
     let rows = rows::fetch_all(db, stmt).await?;
     let mut out = Loaded::default();
-    let mut timers: HashMap<Uuid, Vec<sla_timer::Model>> = HashMap::new();
+    let mut timers: IdMap<Vec<sla_timer::Model>> = IdMap::default();
     let mut positions = Positions::default();
     let mut timer_positions = Positions::default();
     for row in rows {
@@ -1317,12 +1317,11 @@ impl Store {
         // names are the ones just resolved (the caller's from the
         // authenticated actor), the SLA targets the timers just started.
         let sla = sla::timer_views(&cfg.sla.clocks, &timers, t)?;
-        let mut users = HashMap::from([(requester.id.0, requester)]);
+        let mut users: IdMap<UserRef> = [(requester.id.0, requester)].into_iter().collect();
         if let Some(u) = assignment.assignee {
             users.insert(u.id.0, u);
         }
-        let groups: HashMap<Uuid, GroupRef> =
-            assignment.group.into_iter().map(|g| (g.id.0, g)).collect();
+        let groups: IdMap<GroupRef> = assignment.group.into_iter().map(|g| (g.id.0, g)).collect();
         Ok(view_of(actor, model, &users, &groups, sla))
     }
 

@@ -21,7 +21,7 @@ use sea_orm::{
 use uuid::Uuid;
 
 use crate::audit::{self, Entry};
-use crate::cache::SlaConfig;
+use crate::cache::{IdMap, SlaConfig};
 use crate::entities::{incident, sla_calendar, sla_policy, sla_timer};
 use crate::error::on_unique;
 use crate::{Store, StoreError};
@@ -376,15 +376,15 @@ impl Store {
     pub(crate) async fn sla_of(
         &self,
         record_ids: &[Uuid],
-    ) -> Result<HashMap<Uuid, Vec<SlaTimerView>>, StoreError> {
+    ) -> Result<IdMap<Vec<SlaTimerView>>, StoreError> {
         if record_ids.is_empty() {
-            return Ok(HashMap::new());
+            return Ok(IdMap::default());
         }
         // Decoded by position (`rows`): a page's 100 timers are most of its rows.
         let conn = self.conn();
         let stmt = timers_statement(conn.get_database_backend(), record_ids);
         let mut positions = crate::rows::Positions::default();
-        let mut timers = HashMap::<Uuid, Vec<sla_timer::Model>>::new();
+        let mut timers = IdMap::<Vec<sla_timer::Model>>::default();
         for row in crate::rows::fetch_all(conn, stmt).await? {
             let t = crate::rows::timer_of(&row, "", &mut positions)?;
             timers.entry(t.record_id).or_default().push(t);
@@ -395,8 +395,8 @@ impl Store {
     /// The views of timers already read, by record id.
     pub(crate) async fn timer_views_of(
         &self,
-        rows: HashMap<Uuid, Vec<sla_timer::Model>>,
-    ) -> Result<HashMap<Uuid, Vec<SlaTimerView>>, StoreError> {
+        rows: IdMap<Vec<sla_timer::Model>>,
+    ) -> Result<IdMap<Vec<SlaTimerView>>, StoreError> {
         // Calendars come from the node's SLA configuration; one made on
         // another node a moment ago is read here.
         let cfg = self.sla_config().await?;
@@ -406,7 +406,7 @@ impl Store {
             .filter_map(|r| r.calendar_id)
             .filter(|c| !cfg.clocks.contains_key(c))
             .collect();
-        let mut more = HashMap::new();
+        let mut more = IdMap::default();
         if !missing.is_empty() {
             more = cfg.clocks.clone();
             more.extend(clocks(self.conn(), missing).await?);
@@ -680,7 +680,7 @@ fn state_str(s: TimerState) -> &'static str {
 
 /// The views of one record's timers as of `t`, in [`TargetKind::ALL`] order.
 pub(crate) fn timer_views(
-    clocks: &HashMap<Uuid, Clock>,
+    clocks: &IdMap<Clock>,
     rows: &[sla_timer::Model],
     t: Timestamp,
 ) -> Result<Vec<SlaTimerView>, StoreError> {
@@ -734,10 +734,10 @@ async fn load_policies<C: ConnectionTrait>(
 async fn clocks<C: ConnectionTrait>(
     db: &C,
     ids: impl IntoIterator<Item = Uuid>,
-) -> Result<HashMap<Uuid, Clock>, StoreError> {
+) -> Result<IdMap<Clock>, StoreError> {
     let ids: Vec<Uuid> = ids.into_iter().collect();
     if ids.is_empty() {
-        return Ok(HashMap::new());
+        return Ok(IdMap::default());
     }
     sla_calendar::Entity::find()
         .filter(sla_calendar::Column::Id.is_in(ids))
@@ -755,7 +755,7 @@ fn clock_of(m: &sla_calendar::Model) -> Result<Clock, StoreError> {
     Ok(Clock::Business(cal))
 }
 
-fn clock_for(clocks: &HashMap<Uuid, Clock>, id: Option<Uuid>) -> &Clock {
+fn clock_for(clocks: &IdMap<Clock>, id: Option<Uuid>) -> &Clock {
     static ALWAYS: Clock = Clock::Always;
     id.and_then(|i| clocks.get(&i)).unwrap_or(&ALWAYS)
 }
