@@ -43,6 +43,9 @@ pub fn rfc3339_opt<S: serde::Serializer>(t: &Option<Timestamp>, s: S) -> Result<
 /// form differs from the common one (a year outside 0-9999, a leap second).
 fn write_rfc3339(t: &Timestamp, buf: &mut [u8; 30]) -> Option<usize> {
     use chrono::{Datelike, Timelike};
+    // The fields of the naive UTC value: `DateTime`'s own accessors add
+    // the (zero) offset again on every call.
+    let t = t.naive_utc();
     let year = u32::try_from(t.year()).ok().filter(|y| *y <= 9999)?;
     let nano = t.nanosecond();
     if nano >= 1_000_000_000 {
