@@ -39,7 +39,9 @@
 //! create alone (no other create waiting) reserves only its own number, so
 //! a desk that is not busy never holds numbers; a node that stops while it
 //! holds some leaves them unused, a gap of at most [`MAX_AHEAD`], as a
-//! cached PostgreSQL sequence does. With several nodes, each hands out its
+//! cached PostgreSQL sequence does. A reservation that keeps numbers for
+//! later waits for its WAL flush (one every several batches), so a
+//! crash cannot give numbers this node holds to anyone again. With several nodes, each hands out its
 //! own block, so numbers stay unique but follow creation order only per
 //! node while they are busy.
 
@@ -76,11 +78,14 @@ const AHEAD_PER_CREATE: usize = 16;
 /// A create's writes, given its number, and what the create answers with.
 pub(crate) type Build<T> = Box<dyn FnOnce(i64) -> Result<(Writes, T), StoreError> + Send>;
 
-/// Reserves `k` numbers; answers the first.
+/// Reserves `k` numbers, of which some are kept for later batches if the
+/// flag says so (the reservation must then be durable before any of them
+/// is used: [`crate::incidents::reserve`]); answers the first.
 pub(crate) type Reserve =
     for<'a> fn(
         &'a DatabaseConnection,
         i64,
+        bool,
     ) -> Pin<Box<dyn Future<Output = Result<i64, StoreError>> + Send + 'a>>;
 
 /// The creates waiting to be written.
@@ -119,6 +124,12 @@ impl Block {
         } else {
             missing
         }
+    }
+
+    /// Whether reserving `count` for a batch of `k` keeps some of them for
+    /// later batches (so the reservation must be durable at once).
+    fn keeps(&self, k: usize, count: usize) -> bool {
+        count > k.saturating_sub(self.left())
     }
 
     /// Hands out `k` numbers: first what is left, then from `fresh`, the
@@ -208,7 +219,8 @@ impl<T: Send + 'static> Combiner<T> {
             None
         } else {
             let n = i64::try_from(count).map_err(|_| StoreError::NotFound("sequence"))?;
-            Some(((self.reserve)(db, n).await?, count))
+            let kept = block.keeps(k, count);
+            Some(((self.reserve)(db, n, kept).await?, count))
         };
         Ok(block.take(k, fresh))
     }
@@ -502,6 +514,7 @@ mod tests {
     fn a_create_alone_reserves_only_its_own_number() {
         let mut block = Block::default();
         assert_eq!(block.reservation(1), 1);
+        assert!(!block.keeps(1, 1), "its number is used at once: no flush");
         assert_eq!(block.take(1, Some((7, 1))), [7]);
         assert_eq!(block, Block { next: 8, end: 8 });
         assert_eq!(block.reservation(1), 1, "nothing was kept ahead");
@@ -512,6 +525,7 @@ mod tests {
         let mut block = Block::default();
         let count = block.reservation(4);
         assert_eq!(count, 4 + 64);
+        assert!(block.keeps(4, count), "numbers kept ahead: flushed at once");
         assert_eq!(block.take(4, Some((1, count))), [1, 2, 3, 4]);
         assert_eq!(block.reservation(3), 0);
         assert_eq!(block.take(3, None), [5, 6, 7]);
@@ -521,6 +535,8 @@ mod tests {
         let mut short = Block { next: 66, end: 69 };
         let count = short.reservation(5);
         assert_eq!(count, 2 + 64);
+        assert!(short.keeps(5, count));
+        assert!(!short.keeps(5, 2));
         assert_eq!(short.take(5, Some((69, count))), [66, 67, 68, 69, 70]);
         assert_eq!(short, Block { next: 71, end: 135 });
     }

@@ -927,12 +927,22 @@ const RESERVE_WITHOUT_FLUSH: &str = "UPDATE sequences SET next_value = next_valu
      WHERE name = ? RETURNING next_value - ? AS n";
 
 /// Reserves `k` incident numbers on PostgreSQL for [`crate::combine`];
-/// answers the first.
+/// answers the first. `kept`: some of them are kept for later batches
+/// ([`crate::combine`]'s block). Such a reservation waits for its flush
+/// ([`RESERVE`]): were it lost in a crash before any incident using one of
+/// its numbers committed, the node would still hand those numbers out and
+/// the sequence would hand them out again after the restart. Numbers all
+/// used by the batch at once need no flush ([`RESERVE_WITHOUT_FLUSH`]).
 pub(crate) fn reserve(
     db: &sea_orm::DatabaseConnection,
     k: i64,
+    kept: bool,
 ) -> std::pin::Pin<Box<dyn std::future::Future<Output = Result<i64, StoreError>> + Send + '_>> {
-    Box::pin(take_numbers(db, RESERVE_WITHOUT_FLUSH, k))
+    Box::pin(take_numbers(
+        db,
+        if kept { RESERVE } else { RESERVE_WITHOUT_FLUSH },
+        k,
+    ))
 }
 
 /// Runs `sql`, which ends with [`RESERVE`], for `k` numbers.

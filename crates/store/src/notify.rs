@@ -343,8 +343,8 @@ async fn resolve_with<C: crate::rows::Read>(
 /// Written by hand, in one pass that places each value where its
 /// placeholder is: sea-query took 98 000 instructions to build and render
 /// it, an eighth of a PostgreSQL create (bench/RESULTS.md, fourteenth
-/// session). What it finds is what [`recipients_query`] finds (a unit
-/// test runs both on the same data).
+/// session). A unit test holds what it finds to what the sea-query
+/// statement it replaced finds, on the same data.
 fn audience_statement(
     backend: DatabaseBackend,
     key: Option<&GroupKey>,
