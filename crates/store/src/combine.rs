@@ -68,7 +68,7 @@ const WRITERS: usize = 2;
 const MAX_BATCH: usize = 64;
 
 /// Most numbers a batch reserves ahead for the batches after it.
-pub(crate) const MAX_AHEAD: usize = 64;
+const MAX_AHEAD: usize = 64;
 
 /// Numbers reserved ahead per create of a batch that reserves: a batch of
 /// `k` creates (`k` > 1, so others are waiting) reserves `k` and

@@ -86,7 +86,6 @@ impl Insert {
     /// writer task, and on PostgreSQL [`Writes::statement`] then had to
     /// renumber the placeholders of every part after the first.
     fn write_sql(&self, backend: DatabaseBackend, first: usize, sql: &mut String) {
-        use std::fmt::Write as _;
         let quoted = |sql: &mut String, name: &str| {
             sql.push('"');
             sql.push_str(&name.replace('"', "\"\""));
@@ -109,16 +108,23 @@ impl Insert {
                 if i > 0 {
                     sql.push_str(", ");
                 }
-                match backend {
-                    DatabaseBackend::Postgres => {
-                        let _ = write!(sql, "${n}");
-                    }
-                    _ => sql.push('?'),
-                }
+                push_placeholder(sql, backend, n);
                 n += 1;
             }
             sql.push(')');
         }
+    }
+}
+
+/// Appends the placeholder of the `n`th value (from 1) of a statement
+/// written by hand: `$n` on PostgreSQL, `?` on SQLite.
+pub(crate) fn push_placeholder(sql: &mut String, backend: DatabaseBackend, n: usize) {
+    use std::fmt::Write as _;
+    match backend {
+        DatabaseBackend::Postgres => {
+            let _ = write!(sql, "${n}");
+        }
+        _ => sql.push('?'),
     }
 }
 

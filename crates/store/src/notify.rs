@@ -429,13 +429,8 @@ impl Sql {
     }
 
     fn bind(&mut self, v: impl Into<sea_orm::Value>) {
-        use std::fmt::Write as _;
         self.values.push(v.into());
-        if self.backend == DatabaseBackend::Postgres {
-            let _ = write!(self.sql, "${}", self.values.len());
-        } else {
-            self.sql.push('?');
-        }
+        crate::multi::push_placeholder(&mut self.sql, self.backend, self.values.len());
     }
 
     /// The condition on `assignment_groups` that finds the group `key`
