@@ -13,6 +13,7 @@ mod m0003_notifications;
 mod m0004_webhooks;
 mod m0005_queue_indexes;
 mod m0006_queue_priority;
+mod m0007_outbox_notices;
 
 /// Runs Keel's migrations in order.
 pub struct Migrator;
@@ -27,6 +28,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0004_webhooks::Migration),
             Box::new(m0005_queue_indexes::Migration),
             Box::new(m0006_queue_priority::Migration),
+            Box::new(m0007_outbox_notices::Migration),
         ]
     }
 }

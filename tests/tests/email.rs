@@ -200,6 +200,63 @@ async fn raising_an_incident_for_a_group_by_name_or_by_id_tells_its_members(db: 
     app.finish().await;
 }
 
+both_db!(a_group_is_told_once_each_though_one_address_is_refused_and_one_greylisted);
+async fn a_group_is_told_once_each_though_one_address_is_refused_and_one_greylisted(db: Db) {
+    let sink = SmtpSink::start().await;
+    let Some(app) = app_mailing_to(db, &sink).await else {
+        return;
+    };
+    let desk = app.desk().await;
+    // The sink refuses `refused…` for good and `greylisted…` the first time.
+    for name in ["refused-ann", "greylisted-bob"] {
+        let member = app.person(&desk.admin, name, "agent").await;
+        app.add_member(&desk.admin, &desk.group, &member.id).await;
+    }
+    // Raised by the admin, who is not in the group, so every member hears.
+    let inc = app
+        .create_incident(
+            &desk.admin,
+            json!({"title": "Badge reader dead", "impact": 2, "urgency": 2,
+                   "assignment_group": desk.group}),
+        )
+        .await;
+    let number = s(&inc, "number").to_owned();
+    let assigned = |m: &Mail, who: &str| {
+        to(m, who) && m.subject().starts_with(&format!("[{number}] Assigned"))
+    };
+    sink.wait_for(
+        "the assignment, the greylisted member's after a retry",
+        |m| {
+            ["agent1", "agent2", "greylisted-bob"]
+                .iter()
+                .all(|who| m.iter().any(|x| assigned(x, who)))
+        },
+    )
+    .await;
+    // Give any duplicate a chance to show up, then check there is none.
+    tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
+    let mails = sink.messages();
+    for who in ["agent1", "agent2", "greylisted-bob"] {
+        let n = mails.iter().filter(|x| assigned(x, who)).count();
+        assert_eq!(n, 1, "{who} got the assignment {n} times");
+    }
+    assert!(mails.iter().all(|x| !to(x, "refused-ann")));
+    let mut ids: Vec<&str> = mails
+        .iter()
+        .filter_map(|x| x.header("message-id"))
+        .collect();
+    let n = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    assert_eq!(ids.len(), n, "each message has its own Message-ID");
+    // Both notices (the acknowledgement and the assignment) are done:
+    // nobody is left pending, and the assignment counts as sent because it
+    // reached someone.
+    let counts = app.store().await.outbox_counts().await.unwrap();
+    assert_eq!(counts, vec![("sent".to_owned(), 2)], "{counts:?}");
+    app.finish().await;
+}
+
 both_db!(a_user_can_opt_out_of_one_kind_of_email);
 async fn a_user_can_opt_out_of_one_kind_of_email(db: Db) {
     let sink = SmtpSink::start().await;

@@ -24,8 +24,11 @@ pub struct SendError {
 /// What to send.
 #[derive(Debug, Clone)]
 pub struct Outgoing<'a> {
-    /// Unique per message (the outbox row id).
+    /// The notice (the outbox row id).
     pub id: uuid::Uuid,
+    /// The recipient's place in the notice: with `id`, unique per message,
+    /// and the same when a message is sent again after a failure.
+    pub index: usize,
     /// The record number that names the thread, e.g. `INC0000123`.
     pub thread: &'a str,
     /// Whether this message starts the thread.
@@ -90,9 +93,12 @@ impl Mailer {
         b = if m.first {
             b.message_id(Some(root))
         } else {
-            b.message_id(Some(format!("<{}.{}@{}>", m.id, m.thread, self.domain)))
-                .in_reply_to(root.clone())
-                .references(root)
+            b.message_id(Some(format!(
+                "<{}.{}.{}@{}>",
+                m.id, m.index, m.thread, self.domain
+            )))
+            .in_reply_to(root.clone())
+            .references(root)
         };
         b.multipart(MultiPart::alternative_plain_html(
             m.rendered.text.clone(),
@@ -132,6 +138,7 @@ mod tests {
         let first = mailer
             .build(&Outgoing {
                 id: uuid::Uuid::new_v4(),
+                index: 0,
                 thread: "INC0000001",
                 first: true,
                 to: "a@example.com",
@@ -147,6 +154,7 @@ mod tests {
         let next = mailer
             .build(&Outgoing {
                 id: uuid::Uuid::new_v4(),
+                index: 0,
                 thread: "INC0000001",
                 first: false,
                 to: "a@example.com",
@@ -167,6 +175,7 @@ mod tests {
             mailer
                 .build(&Outgoing {
                     id: uuid::Uuid::new_v4(),
+                    index: 0,
                     thread: "INC1",
                     first: false,
                     to: "not an address",

@@ -122,7 +122,8 @@ fn thread_in_subject(subject: &str) -> Option<String> {
     })
 }
 
-/// The record number in a Message-ID Keel made: `<INC0000042@…>` or `<uuid.INC0000042@…>`.
+/// The record number in a Message-ID Keel made: `<INC0000042@…>`, or
+/// `<uuid.n.INC0000042@…>` for a follow-up (`<uuid.INC0000042@…>` before notices).
 fn thread_in_ids(ids: &[String]) -> Option<String> {
     ids.iter().find_map(|id| {
         let local = id

@@ -162,41 +162,69 @@ impl Delivery {
         }
     }
 
-    async fn deliver(&self, msg: keel_store::notify::OutboxMessage) {
-        let result = match self.templates.render(&msg.event, &msg.context) {
-            None => {
-                self.store
-                    .outbox_failed(msg.id, "no template for this event")
-                    .await
-            }
-            Some(rendered) => {
-                let thread = msg
-                    .context
-                    .get("number")
-                    .and_then(|v| v.as_str())
-                    .unwrap_or("KEEL");
-                let out = keel_notify::email::Outgoing {
-                    id: msg.id,
-                    thread,
-                    first: msg.event == "incident.created",
-                    to: &msg.recipient,
-                    rendered: &rendered,
-                };
-                match self.mailer.send(&out).await {
-                    Ok(()) => self.store.outbox_sent(msg.id).await,
-                    Err(e) if e.permanent => {
-                        tracing::warn!(error = %e, "mail refused for good");
-                        self.store.outbox_failed(msg.id, &e.message).await
-                    }
-                    Err(e) => {
-                        tracing::info!(error = %e, attempts = msg.attempts, "mail not sent; will retry");
-                        let at = keel_core::time::now() + backoff(self.retry_base, msg.attempts);
-                        self.store.outbox_retry(msg.id, &e.message, at).await
-                    }
+    /// Sends one notice to each recipient still pending, recording each
+    /// outcome as it comes. A failure that may pass (the server is down,
+    /// say) ends the pass: the rest wait for the retry with it.
+    async fn deliver(&self, mut msg: keel_store::notify::OutboxMessage) {
+        use keel_store::notify::DeliveryState;
+        let Some(rendered) = self.templates.render(&msg.event, &msg.context) else {
+            for r in &mut msg.recipients {
+                if r.state == DeliveryState::Pending {
+                    r.fail("no template for this event");
                 }
             }
+            self.record(&msg, None).await;
+            return;
         };
-        if let Err(e) = result {
+        let thread = msg
+            .context
+            .get("number")
+            .and_then(|v| v.as_str())
+            .unwrap_or("KEEL")
+            .to_owned();
+        let mut retry = None;
+        for index in 0..msg.recipients.len() {
+            if msg.recipients[index].state != DeliveryState::Pending {
+                continue;
+            }
+            let out = keel_notify::email::Outgoing {
+                id: msg.id,
+                index,
+                thread: &thread,
+                first: msg.event == "incident.created",
+                to: &msg.recipients[index].email,
+                rendered: &rendered,
+            };
+            match self.mailer.send(&out).await {
+                Ok(()) => msg.recipients[index].state = DeliveryState::Sent,
+                Err(e) if e.permanent => {
+                    tracing::warn!(error = %e, "mail refused for good");
+                    msg.recipients[index].fail(&e.message);
+                }
+                Err(e) => {
+                    tracing::info!(error = %e, attempts = msg.attempts, "mail not sent; will retry");
+                    let at = keel_core::time::now() + backoff(self.retry_base, msg.attempts);
+                    retry = Some((at, e.message));
+                    break;
+                }
+            }
+            let more = msg.recipients[index + 1..]
+                .iter()
+                .any(|r| r.state == DeliveryState::Pending);
+            if more {
+                self.record(&msg, None).await;
+            }
+        }
+        self.record(&msg, retry.as_ref().map(|(at, e)| (*at, e.as_str())))
+            .await;
+    }
+
+    async fn record(
+        &self,
+        msg: &keel_store::notify::OutboxMessage,
+        retry: Option<(keel_core::time::Timestamp, &str)>,
+    ) {
+        if let Err(e) = self.store.outbox_record(msg, retry).await {
             tracing::warn!(error = %e, "could not record a delivery outcome; the claim will expire and retry");
         }
     }

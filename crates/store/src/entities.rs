@@ -427,8 +427,9 @@ pub mod outbox {
         pub event: String,
         pub record_type: String,
         pub record_id: Uuid,
-        pub recipient_id: Option<Uuid>,
-        pub recipient: String,
+        /// JSON: the notice's recipients and where delivery to each
+        /// stands ([`crate::notify::Addressee`]).
+        pub recipients: String,
         pub context: String,
         pub status: String,
         pub attempts: i32,

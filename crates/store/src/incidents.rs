@@ -507,7 +507,7 @@ impl Draft {
             w.push(s);
         }
         let ctx = notify::incident_context(&model, Some(&actor_name));
-        let mut outbox = notify::rows(
+        let acknowledgement = notify::row(
             notify::Notice {
                 event: Event::IncidentCreated,
                 record_type: KIND.as_str(),
@@ -518,7 +518,7 @@ impl Draft {
             },
             &acknowledged,
         );
-        outbox.extend(notify::rows(
+        let assignment = notify::row(
             notify::Notice {
                 event: Event::IncidentAssigned,
                 record_type: KIND.as_str(),
@@ -528,8 +528,8 @@ impl Draft {
                 at: t,
             },
             &workers,
-        ));
-        w.push_rows(Insert::of(outbox));
+        );
+        w.push_rows(Insert::of(acknowledgement.into_iter().chain(assignment)));
         Ok(Drafted {
             writes: w,
             model,
@@ -1575,7 +1575,7 @@ impl Store {
                         context: ctx,
                         at: t,
                     };
-                    notify::insert(txn, notify::rows(notice, &to)).await?;
+                    notify::insert(txn, notify::row(notice, &to)).await?;
                 }
                 if reindex {
                     search::reindex(txn, &fresh).await?;
@@ -2031,7 +2031,7 @@ impl Store {
                         context: ctx,
                         at: t,
                     };
-                    notify::insert(txn, notify::rows(notice, &heard)).await?;
+                    notify::insert(txn, notify::row(notice, &heard)).await?;
                 }
                 Ok(())
             })

@@ -1,7 +1,9 @@
 //! The notification outbox. A change that should tell someone writes one
-//! row per recipient in its own transaction, with a snapshot of what to say
-//! (`context`); the delivery worker claims due rows, renders and sends them,
-//! and marks them sent only after the mail server accepted them.
+//! row per notice in its own transaction: a snapshot of what to say
+//! (`context`) and everyone who is to hear it (`recipients`, each with their
+//! own delivery state). The delivery worker claims due notices, renders each
+//! once, sends it to every recipient still pending, and records each
+//! recipient as sent only after the mail server accepted their message.
 
 use std::collections::HashSet;
 
@@ -63,19 +65,74 @@ impl Event {
     }
 }
 
-/// A claimed outbox row, ready to render and send.
+/// A claimed outbox row (one notice), ready to render and send.
 #[derive(Debug, Clone)]
 pub struct OutboxMessage {
     pub id: Uuid,
     pub event: String,
     pub record_type: String,
     pub record_id: Uuid,
-    /// The recipient's email address.
-    pub recipient: String,
+    /// Who is to hear of it, in the order they were written, each with
+    /// where their delivery stands. The worker updates the states and hands
+    /// the message back to [`Store::outbox_record`].
+    pub recipients: Vec<Addressee>,
     pub context: Value,
     /// Delivery attempts so far, this one included.
     pub attempts: i32,
     pub created_at: Timestamp,
+}
+
+/// One recipient of a notice.
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+pub struct Addressee {
+    /// The user, when the address is a user's (not a manager's escalation
+    /// address, say).
+    pub id: Option<Uuid>,
+    pub email: String,
+    #[serde(default, skip_serializing_if = "DeliveryState::is_pending")]
+    pub state: DeliveryState,
+    /// Why the mail server refused it for good.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+}
+
+impl Addressee {
+    /// Refused for good: not tried again.
+    pub fn fail(&mut self, error: &str) {
+        self.state = DeliveryState::Failed;
+        self.error = Some(error.chars().take(500).collect());
+    }
+}
+
+/// Where delivery to one recipient of a notice stands.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DeliveryState {
+    /// Not sent yet (written as no `state` at all).
+    #[default]
+    Pending,
+    /// The mail server accepted it.
+    Sent,
+    /// The mail server refused it for good.
+    Failed,
+}
+
+impl DeliveryState {
+    fn is_pending(&self) -> bool {
+        *self == DeliveryState::Pending
+    }
+}
+
+/// A notice's status from its recipients': `pending` while anyone is,
+/// then `sent` if anyone was reached and `failed` if nobody was.
+fn notice_status(recipients: &[Addressee]) -> &'static str {
+    if recipients.iter().any(|r| r.state == DeliveryState::Pending) {
+        "pending"
+    } else if recipients.iter().any(|r| r.state == DeliveryState::Sent) {
+        "sent"
+    } else {
+        "failed"
+    }
 }
 
 /// Who hears about an incident, by role in it.
@@ -183,25 +240,25 @@ pub(crate) struct Notice<'a> {
     pub at: Timestamp,
 }
 
-/// A pending outbox row.
-fn pending_row(
-    event: Event,
-    record_type: &str,
-    record_id: Uuid,
-    recipient_id: Option<Uuid>,
-    recipient: String,
-    context: String,
-    t: Timestamp,
-) -> outbox::ActiveModel {
+/// A pending outbox row: `notice` to `recipients`, none reached yet.
+fn pending_row(notice: Notice<'_>, recipients: &[Addressee]) -> outbox::ActiveModel {
+    let Notice {
+        event,
+        record_type,
+        record_id,
+        context,
+        at: t,
+        ..
+    } = notice;
     outbox::ActiveModel {
         id: Set(Uuid::now_v7()),
         channel: Set("email".into()),
         event: Set(event.as_str().into()),
         record_type: Set(record_type.to_owned()),
         record_id: Set(record_id),
-        recipient_id: Set(recipient_id),
-        recipient: Set(recipient),
-        context: Set(context),
+        // A list of plain structs of strings and ids: it always serializes.
+        recipients: Set(serde_json::to_string(recipients).unwrap_or_default()),
+        context: Set(Value::Object(context).to_string()),
         status: Set("pending".into()),
         attempts: Set(0),
         next_attempt_at: Set(t),
@@ -211,8 +268,9 @@ fn pending_row(
     }
 }
 
-/// Writes one outbox row per recipient: deduplicated, without the actor,
-/// inactive users, or anyone who opted out of the event.
+/// Writes the outbox row telling `notice` to `recipients`: deduplicated,
+/// without the actor, inactive users, or anyone who opted out of the event
+/// (no row if that leaves nobody).
 pub(crate) async fn enqueue<C: crate::rows::Read>(
     db: &C,
     notice: Notice<'_>,
@@ -220,7 +278,7 @@ pub(crate) async fn enqueue<C: crate::rows::Read>(
 ) -> Result<(), StoreError> {
     let people: Vec<Uuid> = recipients.into_iter().collect();
     let to = resolve(db, notice.event, notice.actor, &people, None).await?;
-    insert(db, rows(notice, &to)).await
+    insert(db, row(notice, &to)).await
 }
 
 /// A user who is to receive a notice, with the address to send it to.
@@ -449,44 +507,33 @@ impl Sql {
     }
 }
 
-/// The outbox rows telling `notice` to `to`.
-pub(crate) fn rows(notice: Notice<'_>, to: &[Recipient]) -> Vec<outbox::ActiveModel> {
-    let context = Value::Object(notice.context).to_string();
-    to.iter()
-        .map(|r| {
-            pending_row(
-                notice.event,
-                notice.record_type,
-                notice.record_id,
-                Some(r.id),
-                r.email.clone(),
-                context.clone(),
-                notice.at,
-            )
+/// The outbox row telling `notice` to `to`, if `to` names anyone.
+pub(crate) fn row(notice: Notice<'_>, to: &[Recipient]) -> Option<outbox::ActiveModel> {
+    if to.is_empty() {
+        return None;
+    }
+    let to: Vec<Addressee> = to
+        .iter()
+        .map(|r| Addressee {
+            id: Some(r.id),
+            email: r.email.clone(),
+            state: DeliveryState::Pending,
+            error: None,
         })
-        .collect()
+        .collect();
+    Some(pending_row(notice, &to))
 }
 
-/// Writes outbox rows, however many, in one statement.
+/// Writes an outbox row, if there is one.
 pub(crate) async fn insert<C: ConnectionTrait>(
     db: &C,
-    rows: Vec<outbox::ActiveModel>,
+    row: Option<outbox::ActiveModel>,
 ) -> Result<(), StoreError> {
-    if let Some(s) = insert_statement(db.get_database_backend(), rows) {
+    if let Some(row) = row {
+        let s = outbox::Entity::insert(row).build(db.get_database_backend());
         db.execute_raw(s).await?;
     }
     Ok(())
-}
-
-/// The insert [`insert`] makes, to send with others.
-pub(crate) fn insert_statement(
-    backend: DatabaseBackend,
-    rows: Vec<outbox::ActiveModel>,
-) -> Option<Statement> {
-    if rows.is_empty() {
-        return None;
-    }
-    Some(outbox::Entity::insert_many(rows).build(backend))
 }
 
 /// Writes one outbox row to an address that is not a user's (a manager's
@@ -496,27 +543,13 @@ pub(crate) async fn enqueue_address<C: ConnectionTrait>(
     notice: Notice<'_>,
     email: &str,
 ) -> Result<(), StoreError> {
-    let Notice {
-        event,
-        record_type,
-        record_id,
-        context,
-        at: t,
-        ..
-    } = notice;
-    let row = pending_row(
-        event,
-        record_type,
-        record_id,
-        None,
-        email.to_owned(),
-        Value::Object(context).to_string(),
-        t,
-    );
-    outbox::Entity::insert(row)
-        .exec_without_returning(db)
-        .await?;
-    Ok(())
+    let to = Addressee {
+        id: None,
+        email: email.to_owned(),
+        state: DeliveryState::Pending,
+        error: None,
+    };
+    insert(db, Some(pending_row(notice, &[to]))).await
 }
 
 /// A user's display name, for "who did it" in messages.
@@ -562,10 +595,12 @@ impl Store {
                 claimed.push(OutboxMessage {
                     id: row.id,
                     context: serde_json::from_str(&row.context).unwrap_or(Value::Null),
+                    // Unreadable, it is an empty list: nobody pending, and
+                    // the notice is recorded as failed.
+                    recipients: serde_json::from_str(&row.recipients).unwrap_or_default(),
                     event: row.event,
                     record_type: row.record_type,
                     record_id: row.record_id,
-                    recipient: row.recipient,
                     attempts: row.attempts + 1,
                     created_at: row.created_at,
                 });
@@ -574,51 +609,41 @@ impl Store {
         Ok(claimed)
     }
 
-    /// The mail server accepted the message.
-    pub async fn outbox_sent(&self, id: Uuid) -> Result<(), StoreError> {
-        outbox::Entity::update_many()
-            .col_expr(outbox::Column::Status, Expr::value("sent"))
-            .col_expr(outbox::Column::SentAt, Expr::value(Some(now())))
-            .col_expr(
-                outbox::Column::LastError,
-                Expr::value(Option::<String>::None),
-            )
-            .filter(outbox::Column::Id.eq(id))
-            .exec(self.writer())
-            .await?;
-        Ok(())
-    }
-
-    /// Sending failed for a reason that may pass: try again at `at`.
-    pub async fn outbox_retry(
+    /// Records where delivery of a claimed notice stands, from its
+    /// recipients' states.
+    ///
+    /// - Nobody pending: the notice is done, `sent` if anyone was reached
+    ///   (`failed` if nobody was), and the last refusal is kept.
+    /// - Someone pending and `retry` given (a failure that may pass): they
+    ///   are tried again at its time.
+    /// - Someone pending and no `retry`: progress during a pass. Who was
+    ///   reached is recorded, so a node that dies now does not send to them
+    ///   again once its claim runs out.
+    pub async fn outbox_record(
         &self,
-        id: Uuid,
-        error: &str,
-        at: Timestamp,
+        msg: &OutboxMessage,
+        retry: Option<(Timestamp, &str)>,
     ) -> Result<(), StoreError> {
-        outbox::Entity::update_many()
-            .col_expr(outbox::Column::NextAttemptAt, Expr::value(at))
-            .col_expr(
-                outbox::Column::LastError,
-                Expr::value(Some(error.chars().take(500).collect::<String>())),
-            )
-            .filter(outbox::Column::Id.eq(id))
-            .exec(self.writer())
-            .await?;
-        Ok(())
-    }
-
-    /// The mail server refused the message for good (a bad address, say).
-    pub async fn outbox_failed(&self, id: Uuid, error: &str) -> Result<(), StoreError> {
-        outbox::Entity::update_many()
-            .col_expr(outbox::Column::Status, Expr::value("failed"))
-            .col_expr(
-                outbox::Column::LastError,
-                Expr::value(Some(error.chars().take(500).collect::<String>())),
-            )
-            .filter(outbox::Column::Id.eq(id))
-            .exec(self.writer())
-            .await?;
+        let status = notice_status(&msg.recipients);
+        let recipients = serde_json::to_string(&msg.recipients).unwrap_or_default();
+        let mut update = outbox::Entity::update_many()
+            .col_expr(outbox::Column::Recipients, Expr::value(recipients))
+            .filter(outbox::Column::Id.eq(msg.id));
+        if status != "pending" {
+            let refused = msg.recipients.iter().rev().find_map(|r| r.error.clone());
+            update = update
+                .col_expr(outbox::Column::Status, Expr::value(status))
+                .col_expr(outbox::Column::SentAt, Expr::value(Some(now())))
+                .col_expr(outbox::Column::LastError, Expr::value(refused));
+        } else if let Some((at, error)) = retry {
+            update = update
+                .col_expr(outbox::Column::NextAttemptAt, Expr::value(at))
+                .col_expr(
+                    outbox::Column::LastError,
+                    Expr::value(Some(error.chars().take(500).collect::<String>())),
+                );
+        }
+        update.exec(self.writer()).await?;
         Ok(())
     }
 
@@ -662,7 +687,7 @@ impl Store {
         Ok(())
     }
 
-    /// Outbox counts by status, for metrics and tests.
+    /// Outbox notices by status, for metrics and tests.
     pub async fn outbox_counts(&self) -> Result<Vec<(String, u64)>, StoreError> {
         let rows: Vec<(String, i64)> = outbox::Entity::find()
             .select_only()
@@ -998,5 +1023,164 @@ mod tests {
             }
         }
         assert!(found > 40, "the cases find people ({found})");
+    }
+
+    fn addressee(state: DeliveryState) -> Addressee {
+        Addressee {
+            id: Some(Uuid::now_v7()),
+            email: "rita@example.com".into(),
+            state,
+            error: None,
+        }
+    }
+
+    #[test]
+    fn a_notice_is_pending_while_anyone_is_then_sent_if_anyone_was_reached() {
+        use DeliveryState::{Failed, Pending, Sent};
+        let status = |states: &[DeliveryState]| {
+            notice_status(&states.iter().map(|s| addressee(*s)).collect::<Vec<_>>())
+        };
+        assert_eq!(status(&[Sent, Pending, Failed]), "pending");
+        assert_eq!(status(&[Sent, Failed]), "sent");
+        assert_eq!(status(&[Failed, Failed]), "failed");
+        assert_eq!(status(&[]), "failed", "an unreadable list reaches nobody");
+    }
+
+    #[test]
+    fn a_pending_recipient_is_written_without_a_state_and_read_back_pending() {
+        let pending = addressee(DeliveryState::Pending);
+        let text = serde_json::to_string(&pending).unwrap_or_default();
+        assert!(!text.contains("state") && !text.contains("error"), "{text}");
+        let back: Addressee = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back, pending);
+        let mut refused = addressee(DeliveryState::Pending);
+        refused.fail(&"x".repeat(800));
+        let text = serde_json::to_string(&refused).unwrap_or_default();
+        assert!(text.contains(r#""state":"failed""#), "{text}");
+        let back: Addressee = serde_json::from_str(&text).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(back.error.map(|e| e.len()), Some(500));
+    }
+
+    /// The outbox of a database from before notices (m0006): one row per
+    /// recipient, in each state there is.
+    #[tokio::test]
+    async fn outbox_rows_from_before_notices_become_one_recipient_notices_in_their_state() {
+        use keel_migrations::{Migrator, MigratorTrait};
+        let db = sea_orm::Database::connect("sqlite::memory:")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        Migrator::up(&db, Some(6))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let (user, record) = (Uuid::now_v7(), Uuid::now_v7());
+        let t = now();
+        let run = |sql: &str, values: Vec<sea_orm::Value>| {
+            db.execute_raw(Statement::from_sql_and_values(
+                DatabaseBackend::Sqlite,
+                sql,
+                values,
+            ))
+        };
+        run(
+            "INSERT INTO users VALUES (?, 'rita', 'rita@example.com', 'Rita', 'x', 1, ?, ?)",
+            vec![user.into(), t.into(), t.into()],
+        )
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        let old = [
+            (Some(user), "rita@example.com", "pending", None),
+            (None, "boss@example.com", "failed", Some("550 no such user")),
+            (Some(user), "rita@example.com", "sent", None),
+        ];
+        let mut ids = Vec::new();
+        for (to_id, to, status, error) in old {
+            let id = Uuid::now_v7();
+            ids.push(id);
+            run(
+                "INSERT INTO outbox VALUES (?, 'email', 'incident.created', 'incident', ?, ?, ?, '{}', ?, 1, ?, ?, ?, NULL)",
+                vec![
+                    id.into(),
+                    record.into(),
+                    to_id.into(),
+                    to.into(),
+                    status.into(),
+                    t.into(),
+                    error.into(),
+                    t.into(),
+                ],
+            )
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        }
+        Migrator::up(&db, None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let rows = outbox::Entity::find()
+            .order_by_asc(outbox::Column::Id)
+            .all(&db)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(rows.iter().map(|r| r.id).collect::<Vec<_>>(), ids);
+        let recipients: Vec<Vec<Addressee>> = rows
+            .iter()
+            .map(|r| serde_json::from_str(&r.recipients).unwrap_or_else(|e| panic!("{e}")))
+            .collect();
+        assert_eq!(
+            recipients,
+            vec![
+                vec![Addressee {
+                    id: Some(user),
+                    email: "rita@example.com".into(),
+                    state: DeliveryState::Pending,
+                    error: None,
+                }],
+                vec![Addressee {
+                    id: None,
+                    email: "boss@example.com".into(),
+                    state: DeliveryState::Failed,
+                    error: Some("550 no such user".into()),
+                }],
+                vec![Addressee {
+                    id: Some(user),
+                    email: "rita@example.com".into(),
+                    state: DeliveryState::Sent,
+                    error: None,
+                }],
+            ]
+        );
+        assert_eq!(
+            rows.iter().map(|r| r.status.as_str()).collect::<Vec<_>>(),
+            ["pending", "failed", "sent"]
+        );
+        // And back: one row per recipient again, the user still linked.
+        Migrator::down(&db, Some(1))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let back = db
+            .query_all_raw(Statement::from_string(
+                DatabaseBackend::Sqlite,
+                "SELECT recipient_id, recipient, status FROM outbox ORDER BY id",
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let back: Vec<(Option<Uuid>, String, String)> = back
+            .iter()
+            .map(|r| {
+                (
+                    r.try_get("", "recipient_id")
+                        .unwrap_or_else(|e| panic!("{e}")),
+                    r.try_get("", "recipient").unwrap_or_else(|e| panic!("{e}")),
+                    r.try_get("", "status").unwrap_or_else(|e| panic!("{e}")),
+                )
+            })
+            .collect();
+        assert_eq!(
+            back,
+            vec![
+                (Some(user), "rita@example.com".into(), "pending".into()),
+                (None, "boss@example.com".into(), "failed".into()),
+                (Some(user), "rita@example.com".into(), "sent".into()),
+            ]
+        );
     }
 }
