@@ -756,26 +756,33 @@ async fn a_groups_open_queue_pages_in_date_order_with_a_priority_filter(app: Tes
     app.finish().await;
 }
 
-both!(a_renamed_group_and_user_show_on_the_next_list_page);
-async fn a_renamed_group_and_user_show_on_the_next_list_page(app: TestApp) {
+both!(a_renamed_group_and_user_show_on_the_next_list_page_and_get);
+async fn a_renamed_group_and_user_show_on_the_next_list_page_and_get(app: TestApp) {
     let desk = app.desk().await;
     let agent = &desk.agent.token;
-    app.create_incident(
-        agent,
-        json!({ "title": "Badge reader dead", "impact": 3, "urgency": 3,
+    let inc = app
+        .create_incident(
+            agent,
+            json!({ "title": "Badge reader dead", "impact": 3, "urgency": 3,
                 "assignment_group": desk.group, "assignee": desk.agent.id }),
-    )
-    .await;
-    let names = |list: &Value| {
-        let i = &items(list)[0];
+        )
+        .await;
+    let id = s(&inc, "id").to_owned();
+    let names_in = |i: &Value| {
         (
             i["assignment_group"]["name"].as_str().unwrap().to_owned(),
             i["assignee"]["display_name"].as_str().unwrap().to_owned(),
         )
     };
-    // Listed once, so that this node keeps the names.
+    let names = |list: &Value| names_in(&items(list)[0]);
+    // Listed and read once, so that this node keeps the names.
     let list = app.list_incidents(agent, &[("group", &desk.group)]).await;
     assert_eq!(names(&list), ("service-desk".into(), "User agent1".into()));
+    let got = app.incident(agent, &id).await;
+    assert_eq!(
+        names_in(&got),
+        ("service-desk".into(), "User agent1".into())
+    );
     let resp = app
         .patch(&format!("/api/v1/groups/{}", desk.group), &desk.admin)
         .json(&json!({ "name": "first-line" }))
@@ -792,5 +799,7 @@ async fn a_renamed_group_and_user_show_on_the_next_list_page(app: TestApp) {
     expect_json(resp, reqwest::StatusCode::OK).await;
     let list = app.list_incidents(agent, &[("group", &desk.group)]).await;
     assert_eq!(names(&list), ("first-line".into(), "Agnes Agent".into()));
+    let got = app.incident(agent, &id).await;
+    assert_eq!(names_in(&got), ("first-line".into(), "Agnes Agent".into()));
     app.finish().await;
 }

@@ -371,31 +371,6 @@ async fn find_model<C: ConnectionTrait>(
     }
 }
 
-/// The names an incident's view shows beside its ids, read by a get in the
-/// same statement as the incident (correlated subqueries on primary keys).
-const REF_COLUMNS: [(&str, &str); 5] = [
-    (
-        "ref_requester_username",
-        "(SELECT username FROM users WHERE users.id = incidents.requester_id)",
-    ),
-    (
-        "ref_requester_name",
-        "(SELECT display_name FROM users WHERE users.id = incidents.requester_id)",
-    ),
-    (
-        "ref_assignee_username",
-        "(SELECT username FROM users WHERE users.id = incidents.assignee_id)",
-    ),
-    (
-        "ref_assignee_name",
-        "(SELECT display_name FROM users WHERE users.id = incidents.assignee_id)",
-    ),
-    (
-        "ref_group_name",
-        "(SELECT name FROM assignment_groups WHERE assignment_groups.id = incidents.assignment_group_id)",
-    ),
-];
-
 /// A new incident, checked and resolved, waiting for its number.
 struct Draft {
     id: Uuid,
@@ -607,8 +582,15 @@ struct Loaded {
 /// one index scan per name per row and joins took 1.4 ms to plan at every
 /// run (bench/RESULTS.md, fifth session).
 async fn load(store: &Store, q: sea_orm::Select<incident::Entity>) -> Result<Loaded, StoreError> {
+    let loaded = load_rows(store.conn(), q).await?;
+    with_names(store, loaded).await
+}
+
+/// `loaded` with the names its views show: those this node keeps
+/// ([`crate::cache::Names`]), and the rest read in one statement
+/// ([`refs_of`]).
+async fn with_names(store: &Store, mut loaded: Loaded) -> Result<Loaded, StoreError> {
     let db = store.conn();
-    let mut loaded = load_rows(db, q).await?;
     let mut users: Vec<Uuid> = Vec::new();
     let mut groups: Vec<Uuid> = Vec::new();
     for m in &loaded.models {
@@ -707,19 +689,24 @@ fn newest_of_each(
 enum Rows {
     /// Nothing.
     Plain,
-    /// The names of [`REF_COLUMNS`] and the joined SLA timers.
+    /// The joined SLA timers.
     Whole,
 }
 
-/// [`load`] for one incident, with its SLA timers joined in: the whole
-/// view in one statement (one round trip) instead of two. The statement's
+/// [`load`] for one incident, with its SLA timers joined in: the record and
+/// its timers in one statement (one round trip) instead of two, and the
+/// names from the node's names ([`with_names`]), as a list page takes them.
+/// Until the fifteenth session the names were five subqueries of the
+/// statement, five more index scans per get on PostgreSQL. The statement's
 /// text depends only on the database and the kind of key, so it is built
 /// once per pair and only the key is bound per call: building it with
 /// sea-query took a fifth of a get's instructions (bench/RESULTS.md,
 /// eleventh session).
-async fn load_one(db: &DatabaseConnection, key: Key) -> Result<Loaded, StoreError> {
+async fn load_one(store: &Store, key: Key) -> Result<Loaded, StoreError> {
+    let db = store.conn();
     let stmt = load_one_statement(db.get_database_backend(), key);
-    load_statement(db, stmt, Rows::Whole).await
+    let loaded = load_statement(db, stmt, Rows::Whole).await?;
+    with_names(store, loaded).await
 }
 
 /// [`load_one_query`] built for `backend`: its text kept per database and
@@ -750,9 +737,6 @@ fn load_one_query(key: Key) -> sea_orm::Select<incident::Entity> {
             // `.cargo/config.toml`.)
             .add(Expr::cust("sla_timers.record_type = 'incident'")),
     );
-    q = REF_COLUMNS
-        .iter()
-        .fold(q, |q, (alias, sql)| q.expr_as(Expr::cust(*sql), *alias));
     for c in sla_timer::Column::iter() {
         q = q.expr_as(
             Expr::col((sla_timer::Entity, c)),
@@ -801,41 +785,6 @@ async fn load_statement(
         // One row per timer: the incident itself is taken once.
         if out.models.last().is_some_and(|l| l.id == m.id) {
             continue;
-        }
-        let people = [
-            (
-                Some(m.requester_id),
-                "ref_requester_username",
-                "ref_requester_name",
-            ),
-            (m.assignee_id, "ref_assignee_username", "ref_assignee_name"),
-        ];
-        for (id, username, name) in people {
-            let Some(id) = id else { continue };
-            let username: Option<String> = row.try_get("", username)?;
-            let display_name: Option<String> = row.try_get("", name)?;
-            if let (Some(username), Some(display_name)) = (username, display_name) {
-                out.users.insert(
-                    id,
-                    UserRef {
-                        id: UserId(id),
-                        username,
-                        display_name,
-                    },
-                );
-            }
-        }
-        if let Some(g) = m.assignment_group_id {
-            let name: Option<String> = row.try_get("", "ref_group_name")?;
-            if let Some(name) = name {
-                out.groups.insert(
-                    g,
-                    GroupRef {
-                        id: GroupId(g),
-                        name,
-                    },
-                );
-            }
         }
         out.models.push(m);
     }
@@ -1121,7 +1070,7 @@ impl Store {
     }
 
     async fn view(&self, actor: &Actor, id: Uuid) -> Result<IncidentView, StoreError> {
-        let loaded = load_one(self.conn(), Key::Id(id)).await?;
+        let loaded = load_one(self, Key::Id(id)).await?;
         self.views_of(actor, loaded)
             .await?
             .pop()
@@ -1339,7 +1288,7 @@ impl Store {
     pub async fn get_incident(&self, actor: &Actor, key: &str) -> Result<IncidentView, StoreError> {
         let reach = reach(actor)?;
         let key = Key::parse(key).ok_or(StoreError::NotFound("incident"))?;
-        let loaded = load_one(self.conn(), key).await?;
+        let loaded = load_one(self, key).await?;
         let m = loaded
             .models
             .first()
