@@ -20,6 +20,18 @@ fn to(mail: &Mail, who: &str) -> bool {
     mail.to.iter().any(|t| t == &format!("{who}@example.com"))
 }
 
+/// Whether no two of `mails` share a Message-ID (none was sent twice).
+fn distinct_message_ids(mails: &[Mail]) -> bool {
+    let mut ids: Vec<&str> = mails
+        .iter()
+        .filter_map(|x| x.header("message-id"))
+        .collect();
+    let n = ids.len();
+    ids.sort_unstable();
+    ids.dedup();
+    ids.len() == n
+}
+
 both_db!(notifications_reach_the_right_people_threaded_by_incident);
 async fn notifications_reach_the_right_people_threaded_by_incident(db: Db) {
     let sink = SmtpSink::start().await;
@@ -111,14 +123,7 @@ async fn notifications_reach_the_right_people_threaded_by_incident(db: Db) {
         })
         .await;
     // No duplicates: every message id is unique.
-    let mut ids: Vec<&str> = mails
-        .iter()
-        .filter_map(|x| x.header("message-id"))
-        .collect();
-    let n = ids.len();
-    ids.sort();
-    ids.dedup();
-    assert_eq!(ids.len(), n, "a message was sent twice");
+    assert!(distinct_message_ids(&mails), "a message was sent twice");
     // The actor is never told about their own action.
     assert!(
         mails
@@ -241,14 +246,10 @@ async fn a_group_is_told_once_each_though_one_address_is_refused_and_one_greylis
         assert_eq!(n, 1, "{who} got the assignment {n} times");
     }
     assert!(mails.iter().all(|x| !to(x, "refused-ann")));
-    let mut ids: Vec<&str> = mails
-        .iter()
-        .filter_map(|x| x.header("message-id"))
-        .collect();
-    let n = ids.len();
-    ids.sort_unstable();
-    ids.dedup();
-    assert_eq!(ids.len(), n, "each message has its own Message-ID");
+    assert!(
+        distinct_message_ids(&mails),
+        "each message has its own Message-ID"
+    );
     // Both notices (the acknowledgement and the assignment) are done:
     // nobody is left pending, and the assignment counts as sent because it
     // reached someone.
@@ -355,14 +356,7 @@ async fn mail_waits_out_an_smtp_outage_and_arrives_once(db: Db) {
     tokio::time::sleep(std::time::Duration::from_millis(2500)).await;
     let mails_after = sink.messages();
     assert_eq!(mails_after.len(), mails.len(), "nothing was sent twice");
-    let mut ids: Vec<String> = mails_after
-        .iter()
-        .filter_map(|x| x.header("message-id").map(str::to_owned))
-        .collect();
-    let n = ids.len();
-    ids.sort();
-    ids.dedup();
-    assert_eq!(ids.len(), n);
+    assert!(distinct_message_ids(&mails_after));
     app.finish().await;
 }
 
