@@ -137,15 +137,16 @@ struct Delivery {
 }
 
 impl Delivery {
-    const BATCH: u64 = 50;
+    /// Notices claimed at once. Each may have many recipients (a group's
+    /// members), and every one of them is claimed for [`Delivery::LEASE`]
+    /// from the claim, so a batch is kept small.
+    const BATCH: u64 = 10;
+    /// How long a claim holds a notice; renewed after each recipient.
+    const LEASE: chrono::Duration = chrono::Duration::minutes(2);
 
     async fn pass(&self) {
         loop {
-            let batch = match self
-                .store
-                .outbox_claim(Self::BATCH, chrono::Duration::minutes(2))
-                .await
-            {
+            let batch = match self.store.outbox_claim(Self::BATCH, Self::LEASE).await {
                 Ok(b) => b,
                 Err(e) => {
                     tracing::warn!(error = %e, "outbox claim failed; will retry");
@@ -163,8 +164,9 @@ impl Delivery {
     }
 
     /// Sends one notice to each recipient still pending, recording each
-    /// outcome as it comes. A failure that may pass (the server is down,
-    /// say) ends the pass: the rest wait for the retry with it.
+    /// outcome as it comes (which renews the claim). A failure that may
+    /// pass (the server is down, say) ends the pass: the rest wait for the
+    /// retry with it.
     async fn deliver(&self, mut msg: keel_store::notify::OutboxMessage) {
         use keel_store::notify::DeliveryState;
         let Some(rendered) = self.templates.render(&msg.event, &msg.context) else {
@@ -173,7 +175,7 @@ impl Delivery {
                     r.fail("no template for this event");
                 }
             }
-            self.record(&msg, None).await;
+            self.record(&msg, keel_core::time::now(), None).await;
             return;
         };
         let thread = msg
@@ -212,19 +214,24 @@ impl Delivery {
                 .iter()
                 .any(|r| r.state == DeliveryState::Pending);
             if more {
-                self.record(&msg, None).await;
+                self.record(&msg, keel_core::time::now() + Self::LEASE, None)
+                    .await;
             }
         }
-        self.record(&msg, retry.as_ref().map(|(at, e)| (*at, e.as_str())))
-            .await;
+        match &retry {
+            Some((at, error)) => self.record(&msg, *at, Some(error)).await,
+            // Nobody is left pending: the time is not used.
+            None => self.record(&msg, keel_core::time::now(), None).await,
+        }
     }
 
     async fn record(
         &self,
         msg: &keel_store::notify::OutboxMessage,
-        retry: Option<(keel_core::time::Timestamp, &str)>,
+        until: keel_core::time::Timestamp,
+        error: Option<&str>,
     ) {
-        if let Err(e) = self.store.outbox_record(msg, retry).await {
+        if let Err(e) = self.store.outbox_record(msg, until, error).await {
             tracing::warn!(error = %e, "could not record a delivery outcome; the claim will expire and retry");
         }
     }

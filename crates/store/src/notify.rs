@@ -614,15 +614,17 @@ impl Store {
     ///
     /// - Nobody pending: the notice is done, `sent` if anyone was reached
     ///   (`failed` if nobody was), and the last refusal is kept.
-    /// - Someone pending and `retry` given (a failure that may pass): they
-    ///   are tried again at its time.
-    /// - Someone pending and no `retry`: progress during a pass. Who was
-    ///   reached is recorded, so a node that dies now does not send to them
-    ///   again once its claim runs out.
+    /// - Someone pending: they are next tried at `until`. During a pass
+    ///   that is the end of a renewed claim (so a notice to many people is
+    ///   not taken by another node while it is being sent), with no
+    ///   `error`; after a failure that may pass it is the retry's time,
+    ///   with the failure. Either way who was reached is recorded, so a
+    ///   node that dies now does not send to them again.
     pub async fn outbox_record(
         &self,
         msg: &OutboxMessage,
-        retry: Option<(Timestamp, &str)>,
+        until: Timestamp,
+        error: Option<&str>,
     ) -> Result<(), StoreError> {
         let status = notice_status(&msg.recipients);
         let recipients = serde_json::to_string(&msg.recipients).unwrap_or_default();
@@ -635,13 +637,14 @@ impl Store {
                 .col_expr(outbox::Column::Status, Expr::value(status))
                 .col_expr(outbox::Column::SentAt, Expr::value(Some(now())))
                 .col_expr(outbox::Column::LastError, Expr::value(refused));
-        } else if let Some((at, error)) = retry {
-            update = update
-                .col_expr(outbox::Column::NextAttemptAt, Expr::value(at))
-                .col_expr(
+        } else {
+            update = update.col_expr(outbox::Column::NextAttemptAt, Expr::value(until));
+            if let Some(error) = error {
+                update = update.col_expr(
                     outbox::Column::LastError,
                     Expr::value(Some(error.chars().take(500).collect::<String>())),
                 );
+            }
         }
         update.exec(self.writer()).await?;
         Ok(())
@@ -1182,5 +1185,116 @@ mod tests {
                 (Some(user), "rita@example.com".into(), "sent".into()),
             ]
         );
+    }
+
+    /// A notice to three people, claimed and sent in two passes: the
+    /// first reaches one and renews the claim, one address is refused for
+    /// good and the third fails for now; the retry reaches the third.
+    #[tokio::test]
+    async fn a_notice_records_each_recipient_and_is_not_claimed_again_while_it_is_sent() {
+        let path = std::env::temp_dir().join(format!("keel-outbox-{}.db", Uuid::now_v7()));
+        let store = Store::connect(&format!("sqlite://{}?mode=rwc", path.display()), 2)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        store.migrate().await.unwrap_or_else(|e| panic!("{e}"));
+        let to: Vec<Addressee> = ["a", "b", "c"]
+            .iter()
+            .map(|n| Addressee {
+                id: None,
+                email: format!("{n}@example.com"),
+                state: DeliveryState::Pending,
+                error: None,
+            })
+            .collect();
+        let notice = Notice {
+            event: Event::IncidentCreated,
+            record_type: "incident",
+            record_id: Uuid::now_v7(),
+            actor: None,
+            context: serde_json::Map::new(),
+            at: now(),
+        };
+        insert(store.writer(), Some(pending_row(notice, &to)))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let lease = Duration::minutes(2);
+        let claim = || async {
+            store
+                .outbox_claim(10, lease)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"))
+        };
+        let Some(mut msg) = claim().await.pop() else {
+            panic!("the notice is due")
+        };
+        assert_eq!(msg.recipients, to);
+        assert_eq!(msg.attempts, 1);
+
+        msg.recipients[0].state = DeliveryState::Sent;
+        // Progress renews the claim: the notice is next due when it says.
+        let renewed = now() + lease * 2;
+        store
+            .outbox_record(&msg, renewed, None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let row = outbox::Entity::find()
+            .one(store.conn())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            row.map(|r| (r.status, r.next_attempt_at)),
+            Some(("pending".to_owned(), renewed))
+        );
+        assert!(claim().await.is_empty(), "claimed while it was being sent");
+
+        msg.recipients[1].fail("550 no such user");
+        // The retry's time is already past, so it is due at once.
+        store
+            .outbox_record(&msg, now() - Duration::seconds(1), Some("421 try later"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let Some(mut again) = claim().await.pop() else {
+            panic!("the retry is due")
+        };
+        assert_eq!(again.attempts, 2);
+        let states: Vec<DeliveryState> = again.recipients.iter().map(|r| r.state).collect();
+        assert_eq!(
+            states,
+            [
+                DeliveryState::Sent,
+                DeliveryState::Failed,
+                DeliveryState::Pending
+            ]
+        );
+
+        again.recipients[2].state = DeliveryState::Sent;
+        store
+            .outbox_record(&again, now(), None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            store
+                .outbox_counts()
+                .await
+                .unwrap_or_else(|e| panic!("{e}")),
+            vec![("sent".to_owned(), 1)]
+        );
+        let row = outbox::Entity::find()
+            .one(store.conn())
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            row.and_then(|r| r.last_error).as_deref(),
+            Some("550 no such user"),
+            "the refusal is kept"
+        );
+        assert!(
+            claim().await.is_empty(),
+            "a finished notice is claimed again"
+        );
+        store.close().await;
+        for suffix in ["", "-wal", "-shm"] {
+            std::fs::remove_file(format!("{}{suffix}", path.display())).ok();
+        }
     }
 }
