@@ -14,6 +14,7 @@ mod m0004_webhooks;
 mod m0005_queue_indexes;
 mod m0006_queue_priority;
 mod m0007_outbox_notices;
+mod m0008_search_docs_appended;
 
 /// Runs Keel's migrations in order.
 pub struct Migrator;
@@ -29,6 +30,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0005_queue_indexes::Migration),
             Box::new(m0006_queue_priority::Migration),
             Box::new(m0007_outbox_notices::Migration),
+            Box::new(m0008_search_docs_appended::Migration),
         ]
     }
 }

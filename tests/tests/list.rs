@@ -497,6 +497,27 @@ async fn search_matches_all_words_across_title_description_and_comments(app: Tes
         .await;
     assert_eq!(resp.status(), 200);
     assert_eq!(search("hdmi").await, vec![s(&other, "id").to_owned()]);
+    // Comments add up: words of two comments match together, also after
+    // the title is edited (which rebuilds the search row).
+    app.comment(agent, &lid, "Ordered a spare from Dell", "public")
+        .await;
+    assert_eq!(search("toner dell").await, vec![lid.clone()]);
+    let version = app.incident(agent, &lid).await["version"].as_i64().unwrap();
+    let resp = app
+        .patch_incident(
+            agent,
+            &lid,
+            version,
+            &json!({ "title": "Laptop battery bulging" }),
+        )
+        .await;
+    assert_eq!(resp.status(), 200);
+    assert_eq!(search("toner dell bulging").await, vec![lid.clone()]);
+    assert_eq!(
+        search("swollen").await,
+        Vec::<String>::new(),
+        "the old title"
+    );
     app.finish().await;
 }
 
