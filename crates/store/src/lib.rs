@@ -56,6 +56,12 @@ pub struct Store {
 /// pinged at checkout (see [`Store::connect`]).
 const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 
+/// A delivery failure as kept in a `last_error` column: its first 500
+/// characters (outbox notices and webhook deliveries).
+pub(crate) fn clipped_error(error: &str) -> String {
+    error.chars().take(500).collect()
+}
+
 /// How long a node keeps SLA and webhook configuration unless told otherwise.
 pub const DEFAULT_CONFIG_CACHE: Duration = Duration::from_secs(2);
 

@@ -100,7 +100,7 @@ impl Addressee {
     /// Refused for good: not tried again.
     pub fn fail(&mut self, error: &str) {
         self.state = DeliveryState::Failed;
-        self.error = Some(error.chars().take(500).collect());
+        self.error = Some(crate::clipped_error(error));
     }
 }
 
@@ -642,7 +642,7 @@ impl Store {
             if let Some(error) = error {
                 update = update.col_expr(
                     outbox::Column::LastError,
-                    Expr::value(Some(error.chars().take(500).collect::<String>())),
+                    Expr::value(Some(crate::clipped_error(error))),
                 );
             }
         }

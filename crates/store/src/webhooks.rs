@@ -462,11 +462,7 @@ impl Store {
             )
             .col_expr(
                 webhook_delivery::Column::LastError,
-                Expr::value(
-                    error
-                        .as_ref()
-                        .map(|e| e.chars().take(500).collect::<String>()),
-                ),
+                Expr::value(error.as_deref().map(crate::clipped_error)),
             );
         if delivered {
             q = q.col_expr(
