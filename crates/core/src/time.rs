@@ -39,9 +39,10 @@ pub fn rfc3339_opt<S: serde::Serializer>(t: &Option<Timestamp>, s: S) -> Result<
     }
 }
 
-/// Writes `t` into `buf`; the length written, or `None` where chrono's
-/// form differs from the common one (a year outside 0-9999, a leap second).
-fn write_rfc3339(t: &Timestamp, buf: &mut [u8; 30]) -> Option<usize> {
+/// Writes `t` into `buf` as [`rfc3339`] does; the length written, or
+/// `None` where chrono's form differs from the common one (a year outside
+/// 0-9999, a leap second).
+pub fn write_rfc3339(t: &Timestamp, buf: &mut [u8; 30]) -> Option<usize> {
     use chrono::{Datelike, Timelike};
     // The fields of the naive UTC value: `DateTime`'s own accessors add
     // the (zero) offset again on every call.

@@ -39,6 +39,18 @@ pub enum TimerState {
     Breached,
 }
 
+impl TimerState {
+    /// The snake_case name used in the API (its serde name).
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TimerState::InProgress => "in_progress",
+            TimerState::Paused => "paused",
+            TimerState::Met => "met",
+            TimerState::Breached => "breached",
+        }
+    }
+}
+
 /// What a timer says at one moment.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TimerStatus {
@@ -219,6 +231,19 @@ mod tests {
     }
 
     const H: i64 = 3600;
+
+    #[test]
+    fn a_timer_state_is_named_as_its_json_names_it() {
+        for st in [
+            TimerState::InProgress,
+            TimerState::Paused,
+            TimerState::Met,
+            TimerState::Breached,
+        ] {
+            let json = serde_json::to_string(&st).unwrap();
+            assert_eq!(json, format!("\"{}\"", st.as_str()));
+        }
+    }
 
     #[test]
     fn a_running_timer_counts_business_time_and_knows_its_due_time() {

@@ -5,7 +5,7 @@ use std::io::Write;
 use actix_multipart::Multipart;
 use actix_web::http::StatusCode;
 use actix_web::http::header;
-use actix_web::{HttpRequest, HttpResponse, ResponseError, delete, get, patch, post, web};
+use actix_web::{HttpRequest, HttpResponse, delete, get, patch, post, web};
 use futures_util::StreamExt;
 use keel_core::query::{Limit, Sort, SortDir, search_terms};
 use keel_core::{AttachmentId, GroupId, LinkId, UserId};
@@ -38,10 +38,8 @@ fn with_etag(status: StatusCode, inc: Incident) -> HttpResponse {
     if status == StatusCode::CREATED {
         res.insert_header((header::LOCATION, format!("/api/v1/incidents/{}", inc.id)));
     }
-    match reply::to_json(&inc, reply::INCIDENT_JSON_BYTES) {
-        Ok(body) => res.content_type(mime::APPLICATION_JSON).body(body),
-        Err(e) => ApiError::internal(e).error_response(),
-    }
+    res.content_type(mime::APPLICATION_JSON)
+        .body(reply::to_json(&inc, reply::INCIDENT_JSON_BYTES))
 }
 
 /// Raise an incident
