@@ -17,8 +17,8 @@ use keel_incident::{
 use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, JoinType, Query, SimpleExpr};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend,
-    DatabaseConnection, DatabaseTransaction, EntityTrait, IdenStatic, Iterable, QueryFilter,
-    QueryOrder, QuerySelect, QueryTrait, Statement, TransactionTrait, Value,
+    DatabaseTransaction, EntityTrait, IdenStatic, Iterable, QueryFilter, QueryOrder, QuerySelect,
+    QueryTrait, Statement, TransactionTrait, Value,
 };
 use uuid::Uuid;
 
@@ -582,7 +582,7 @@ struct Loaded {
 /// one index scan per name per row and joins took 1.4 ms to plan at every
 /// run (bench/RESULTS.md, fifth session).
 async fn load(store: &Store, q: sea_orm::Select<incident::Entity>) -> Result<Loaded, StoreError> {
-    let loaded = load_rows(store.conn(), q).await?;
+    let loaded = load_rows(store, q).await?;
     with_names(store, loaded).await
 }
 
@@ -703,9 +703,8 @@ enum Rows {
 /// sea-query took a fifth of a get's instructions (bench/RESULTS.md,
 /// eleventh session).
 async fn load_one(store: &Store, key: Key) -> Result<Loaded, StoreError> {
-    let db = store.conn();
-    let stmt = load_one_statement(db.get_database_backend(), key);
-    let loaded = load_statement(db, stmt, Rows::Whole).await?;
+    let stmt = load_one_statement(store.backend(), key);
+    let loaded = load_statement(store, stmt, Rows::Whole).await?;
     with_names(store, loaded).await
 }
 
@@ -748,22 +747,18 @@ fn load_one_query(key: Key) -> sea_orm::Select<incident::Entity> {
 
 /// Runs `q` and decodes its incidents, nothing else.
 async fn load_rows(
-    db: &DatabaseConnection,
+    store: &Store,
     q: sea_orm::Select<incident::Entity>,
 ) -> Result<Loaded, StoreError> {
-    let stmt = q.build(db.get_database_backend());
-    load_statement(db, stmt, Rows::Plain).await
+    let stmt = q.build(store.backend());
+    load_statement(store, stmt, Rows::Plain).await
 }
 
 /// Runs a statement of incidents (with [`load_one_query`]'s columns when
 /// `rows` is [`Rows::Whole`]) and decodes its rows.
-async fn load_statement(
-    db: &DatabaseConnection,
-    stmt: Statement,
-    rows: Rows,
-) -> Result<Loaded, StoreError> {
+async fn load_statement(store: &Store, stmt: Statement, rows: Rows) -> Result<Loaded, StoreError> {
     let whole = rows == Rows::Whole;
-    let rows = rows::fetch_all(db, stmt).await?;
+    let rows = store.reads().fetch_all(stmt).await?;
     let mut out = Loaded::default();
     let mut timers: IdMap<Vec<sla_timer::Model>> = IdMap::default();
     let mut positions = Positions::default();

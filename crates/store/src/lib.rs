@@ -14,6 +14,7 @@ pub mod idempotency;
 pub mod incidents;
 mod multi;
 pub mod notify;
+mod reads;
 mod rows;
 mod search;
 pub mod seed;
@@ -50,11 +51,13 @@ pub struct Store {
     batcher: Option<batch::Batcher>,
     /// Incident creates waiting to be written together (PostgreSQL).
     creates: Arc<combine::Combiner<incidents::Created>>,
+    /// The connections of gets and list pages ([`reads`]).
+    reads: Arc<reads::Reads>,
 }
 
 /// How long a PostgreSQL connection may sit idle in the pool before it is
 /// pinged at checkout (see [`Store::connect`]).
-const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
+pub(crate) const PING_AFTER_IDLE: Duration = Duration::from_secs(1);
 
 /// A delivery failure as kept in a `last_error` column: its first 500
 /// characters (outbox notices and webhook deliveries).
@@ -134,6 +137,7 @@ impl Store {
                 .await
                 .map_err(StoreError::from)?;
             Ok(Store {
+                reads: Arc::new(reads::Reads::beside(&db)),
                 db,
                 batcher: Some(batch::Batcher::start(writer.clone())?),
                 writer,
@@ -147,6 +151,7 @@ impl Store {
                 .map_err(StoreError::from)?;
             Ok(Store {
                 writer: db.clone(),
+                reads: Arc::new(reads::Reads::beside(&db)),
                 db,
                 cache: Arc::new(cache::ConfigCache::new(DEFAULT_CONFIG_CACHE)),
                 density: Arc::default(),
@@ -235,7 +240,19 @@ impl Store {
         self.db.get_database_backend()
     }
 
+    /// The connections open, idle and allowed: the pool's and the hot
+    /// reads' ([`reads`]) together.
     pub fn pool_stats(&self) -> PoolStats {
+        let (size, idle, max) = self.reads.stats();
+        let pool = self.db_pool_stats();
+        PoolStats {
+            size: pool.size.saturating_add(size),
+            idle: pool.idle.saturating_add(idle),
+            max: pool.max.saturating_add(max),
+        }
+    }
+
+    fn db_pool_stats(&self) -> PoolStats {
         match self.backend() {
             DatabaseBackend::Postgres => {
                 let p = self.db.get_postgres_connection_pool();
@@ -258,6 +275,7 @@ impl Store {
 
     /// Closes the pools (used by tests before dropping a database).
     pub async fn close(self) {
+        self.reads.close().await;
         let _ = self.writer.close().await;
         let _ = self.db.close().await;
     }
@@ -265,6 +283,11 @@ impl Store {
     /// The read pool. On SQLite its connections refuse writes.
     pub(crate) fn conn(&self) -> &DatabaseConnection {
         &self.db
+    }
+
+    /// The connections of the hot reads: gets, list pages, their timers.
+    pub(crate) fn reads(&self) -> &reads::Reads {
+        &self.reads
     }
 
     /// The connection every write and transaction goes through.

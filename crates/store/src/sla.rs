@@ -381,11 +381,10 @@ impl Store {
             return Ok(IdMap::default());
         }
         // Decoded by position (`rows`): a page's 100 timers are most of its rows.
-        let conn = self.conn();
-        let stmt = timers_statement(conn.get_database_backend(), record_ids);
+        let stmt = timers_statement(self.backend(), record_ids);
         let mut positions = crate::rows::Positions::default();
         let mut timers = IdMap::<Vec<sla_timer::Model>>::default();
-        for row in crate::rows::fetch_all(conn, stmt).await? {
+        for row in self.reads().fetch_all(stmt).await? {
             let t = crate::rows::timer_of(&row, "", &mut positions)?;
             timers.entry(t.record_id).or_default().push(t);
         }

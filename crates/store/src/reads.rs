@@ -1,0 +1,367 @@
+//! The connections of the hot reads (a get, a list page and its SLA
+//! timers), kept by Keel rather than by sqlx's pool.
+//!
+//! sqlx's pool tests every connection as it is given back: a `Sync` round
+//! trip to PostgreSQL, a message to the connection's worker thread on
+//! SQLite. A get is one statement, so that was a second round trip per
+//! get, and a list page's two statements paid it twice. On PostgreSQL at
+//! 1 M incidents, the same build without it served 34 % more gets and 25 %
+//! more filtered pages, with a quarter less CPU per request
+//! (bench/RESULTS.md, sixteenth session).
+//!
+//! Here a connection goes back to the idle list when its statement
+//! finished, and only then: a statement that failed, or whose request
+//! was dropped half-way (the client went away), takes its connection with
+//! it, so a connection left mid-result is never reused. As in the pool, a
+//! connection idle for a second or more is pinged before use
+//! ([`crate::PING_AFTER_IDLE`]), so a server restart is noticed before a
+//! statement is lost to it, and one that fails the ping is replaced by a
+//! new one. New connections are made with the options of the sea-orm
+//! pool they sit beside (on PostgreSQL `max_parallel_workers_per_gather`,
+//! on SQLite the read pool's pragmas and `query_only`), up to as many as
+//! that pool may hold; a read waits for one up to the pool's acquire
+//! timeout and then fails as a pool timeout does (503).
+//!
+//! Public for the benchmark's speed of light (`bench/lightspeed`), which
+//! reads its one row the way Keel reads its hot ones.
+
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+use sea_orm::sqlx::{self, Connection, Database};
+use sea_orm::{DatabaseBackend, DatabaseConnection, QueryResult, Statement, Values};
+use sea_query_sqlx::SqlxValues;
+use tokio::sync::Semaphore;
+
+use crate::rows::db_err;
+
+/// The hot reads' connections, on whichever database the store uses.
+pub enum Reads {
+    Postgres(Conns<sqlx::Postgres>),
+    Sqlite(Conns<sqlx::Sqlite>),
+}
+
+impl Reads {
+    /// Connections like those of `db`'s pool, up to as many as it may hold.
+    pub fn beside(db: &DatabaseConnection) -> Reads {
+        if db.get_database_backend() == DatabaseBackend::Postgres {
+            Reads::Postgres(Conns::beside(db.get_postgres_connection_pool()))
+        } else {
+            Reads::Sqlite(Conns::beside(db.get_sqlite_connection_pool()))
+        }
+    }
+
+    /// Runs `stmt` and answers its rows, as sea-orm's `query_all_raw`
+    /// would (the same errors: a pool timeout or a lost server is
+    /// `Unavailable`).
+    pub async fn fetch_all(&self, stmt: Statement) -> Result<Vec<QueryResult>, sea_orm::DbErr> {
+        let sql = stmt.sql;
+        let values = SqlxValues(stmt.values.unwrap_or(Values(Vec::new())));
+        match self {
+            Reads::Postgres(c) => {
+                let rows = c.fetch_all(&sql, values).await.map_err(db_err)?;
+                Ok(rows.into_iter().map(QueryResult::from).collect())
+            }
+            Reads::Sqlite(c) => {
+                let rows = c.fetch_all(&sql, values).await.map_err(db_err)?;
+                Ok(rows.into_iter().map(QueryResult::from).collect())
+            }
+        }
+    }
+
+    /// How many connections are open, how many of them idle, and the most
+    /// there may be.
+    pub fn stats(&self) -> (u32, u32, u32) {
+        match self {
+            Reads::Postgres(c) => c.stats(),
+            Reads::Sqlite(c) => c.stats(),
+        }
+    }
+
+    /// Closes the idle connections (a read still running closes its own).
+    pub async fn close(&self) {
+        match self {
+            Reads::Postgres(c) => c.close().await,
+            Reads::Sqlite(c) => c.close().await,
+        }
+    }
+}
+
+/// How long an idle connection is kept (sqlx's pool's default).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(600);
+
+impl std::fmt::Debug for Reads {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let (open, idle, max) = self.stats();
+        f.debug_struct("Reads")
+            .field("open", &open)
+            .field("idle", &idle)
+            .field("max", &max)
+            .finish()
+    }
+}
+
+/// Up to `max` connections of one database; see the module's doc.
+pub struct Conns<DB: Database> {
+    options: <DB::Connection as Connection>::Options,
+    /// Idle connections, each with when it was last used; the most
+    /// recently used last (it is taken first, the others age out).
+    idle: Mutex<Vec<(DB::Connection, Instant)>>,
+    /// One per connection that may be open; a read holds one throughout.
+    permits: Semaphore,
+    max: u32,
+    acquire_timeout: Duration,
+}
+
+impl<DB: Database> Conns<DB>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    for<'q> SqlxValues: sqlx::IntoArguments<DB>,
+{
+    fn beside(pool: &sqlx::Pool<DB>) -> Self {
+        let max = pool.options().get_max_connections().max(1);
+        Conns {
+            options: (*pool.connect_options()).clone(),
+            idle: Mutex::new(Vec::new()),
+            permits: Semaphore::new(usize::try_from(max).unwrap_or(1)),
+            max,
+            acquire_timeout: pool.options().get_acquire_timeout(),
+        }
+    }
+
+    fn idle(&self) -> std::sync::MutexGuard<'_, Vec<(DB::Connection, Instant)>> {
+        // Nothing panics while holding it; a poisoned list is still whole.
+        self.idle.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    async fn fetch_all(&self, sql: &str, values: SqlxValues) -> Result<Vec<DB::Row>, sqlx::Error> {
+        let _permit = tokio::time::timeout(self.acquire_timeout, self.permits.acquire())
+            .await
+            .map_err(|_| sqlx::Error::PoolTimedOut)?
+            .map_err(|_| sqlx::Error::PoolClosed)?;
+        let mut conn = self.checkout().await?;
+        let rows = sqlx::query_with(sqlx::AssertSqlSafe(sql), values)
+            .fetch_all(&mut conn)
+            .await;
+        match rows {
+            // The statement ran to the end, or the server refused it and
+            // said so (sqlx reads up to its next ready message first): the
+            // connection is as good as before.
+            Ok(_) | Err(sqlx::Error::Database(_)) => {
+                let now = Instant::now();
+                let expired = {
+                    let mut idle = self.idle();
+                    idle.push((conn, now));
+                    // The least recently used first: those unused for
+                    // `IDLE_TIMEOUT` are closed, as the pool closes its own.
+                    let n = idle
+                        .iter()
+                        .take_while(|(_, since)| now.duration_since(*since) >= IDLE_TIMEOUT)
+                        .count();
+                    idle.drain(..n).collect::<Vec<_>>()
+                };
+                for (conn, _) in expired {
+                    let _ = conn.close().await;
+                }
+            }
+            // Anything else (I/O, TLS, a protocol error) may have left it
+            // broken or mid-result: it goes.
+            Err(_) => drop(conn),
+        }
+        rows
+    }
+
+    /// An idle connection (pinged first if it sat idle a while), or a new
+    /// one.
+    async fn checkout(&self) -> Result<DB::Connection, sqlx::Error> {
+        let taken = self.idle().pop();
+        // One that fails the ping is gone (a restart, a proxy, a
+        // firewall): a new one instead.
+        if let Some((mut conn, since)) = taken
+            && (since.elapsed() < crate::PING_AFTER_IDLE || conn.ping().await.is_ok())
+        {
+            return Ok(conn);
+        }
+        tokio::time::timeout(
+            self.acquire_timeout,
+            DB::Connection::connect_with(&self.options),
+        )
+        .await
+        .map_err(|_| sqlx::Error::PoolTimedOut)?
+    }
+
+    fn stats(&self) -> (u32, u32, u32) {
+        let idle = u32::try_from(self.idle().len()).unwrap_or(u32::MAX);
+        let busy = self
+            .max
+            .saturating_sub(u32::try_from(self.permits.available_permits()).unwrap_or(u32::MAX));
+        (idle + busy, idle, self.max)
+    }
+
+    async fn close(&self) {
+        self.permits.close();
+        let conns = std::mem::take(&mut *self.idle());
+        for (conn, _) in conns {
+            let _ = conn.close().await;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use sea_orm::{ConnectOptions, ConnectionTrait};
+
+    fn postgres_url() -> Option<String> {
+        if std::env::var_os("KEEL_TEST_SKIP_POSTGRES").is_some() {
+            return None;
+        }
+        Some(
+            std::env::var("KEEL_TEST_POSTGRES_URL")
+                .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into()),
+        )
+    }
+
+    async fn connect(url: &str, max: u32) -> DatabaseConnection {
+        let mut opts = ConnectOptions::new(url.to_owned());
+        opts.max_connections(max)
+            .min_connections(1)
+            .acquire_timeout(Duration::from_secs(2))
+            .sqlx_logging(false);
+        sea_orm::Database::connect(opts)
+            .await
+            .unwrap_or_else(|e| panic!("a database at {url} is needed: {e}"))
+    }
+
+    fn sql(db: &DatabaseConnection, text: &str) -> Statement {
+        Statement::from_string(db.get_database_backend(), text)
+    }
+
+    /// The server process behind the read's connection.
+    async fn backend_pid(reads: &Reads, db: &DatabaseConnection) -> i32 {
+        let rows = reads
+            .fetch_all(sql(db, "SELECT pg_backend_pid() AS pid"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        rows.first()
+            .and_then(|r| r.try_get::<i32>("", "pid").ok())
+            .unwrap_or_else(|| panic!("no pid"))
+    }
+
+    #[tokio::test]
+    async fn reads_one_after_another_share_one_postgres_connection_and_a_failed_statement_keeps_it()
+    {
+        let Some(url) = postgres_url() else { return };
+        let db = connect(&url, 3).await;
+        let reads = Reads::beside(&db);
+        let first = backend_pid(&reads, &db).await;
+        assert_eq!(backend_pid(&reads, &db).await, first);
+        // The server refused the statement and said so: the connection
+        // is still good.
+        let refused = reads.fetch_all(sql(&db, "SELECT 1 / 0")).await;
+        assert!(refused.is_err());
+        assert_eq!(backend_pid(&reads, &db).await, first);
+        assert_eq!(reads.stats(), (1, 1, 3));
+        reads.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_read_dropped_half_way_takes_its_connection_with_it_and_the_next_read_gets_another() {
+        let Some(url) = postgres_url() else { return };
+        let db = connect(&url, 2).await;
+        let reads = Reads::beside(&db);
+        let first = backend_pid(&reads, &db).await;
+        // The client went away while the statement ran: its future is
+        // dropped with the result still to come.
+        let dropped = tokio::time::timeout(
+            Duration::from_millis(100),
+            reads.fetch_all(sql(&db, "SELECT pg_sleep(2)")),
+        )
+        .await;
+        assert!(dropped.is_err(), "the read should have been cut short");
+        assert_eq!(reads.stats(), (0, 0, 2));
+        let next = backend_pid(&reads, &db).await;
+        assert_ne!(next, first);
+        assert_eq!(backend_pid(&reads, &db).await, next);
+        reads.close().await;
+    }
+
+    #[tokio::test]
+    async fn a_read_after_the_server_ended_its_idle_connection_is_answered_on_a_new_one() {
+        let Some(url) = postgres_url() else { return };
+        let db = connect(&url, 2).await;
+        let reads = Reads::beside(&db);
+        let first = backend_pid(&reads, &db).await;
+        // A restart, a proxy or an administrator ends it while it is idle.
+        db.execute_unprepared(&format!("SELECT pg_terminate_backend({first})"))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        tokio::time::sleep(crate::PING_AFTER_IDLE + Duration::from_millis(100)).await;
+        let next = backend_pid(&reads, &db).await;
+        assert_ne!(next, first);
+        assert_eq!(reads.stats(), (1, 1, 2));
+        reads.close().await;
+    }
+
+    #[tokio::test]
+    async fn reads_wait_for_a_connection_beyond_the_most_there_may_be_and_time_out_as_the_pool_does()
+     {
+        let Some(url) = postgres_url() else { return };
+        let db = connect(&url, 1).await;
+        let reads = Reads::beside(&db);
+        let slow = reads.fetch_all(sql(&db, "SELECT pg_sleep(0.3)"));
+        let quick = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            reads.fetch_all(sql(&db, "SELECT 1 AS one")).await
+        };
+        let (slow, quick) = tokio::join!(slow, quick);
+        assert!(slow.is_ok() && quick.is_ok());
+        assert_eq!(reads.stats(), (1, 1, 1));
+        // Held longer than the acquire timeout (2 s): the waiting read
+        // fails as a pool timeout does, which the store reports as 503.
+        let held = reads.fetch_all(sql(&db, "SELECT pg_sleep(2.5)"));
+        let waiting = async {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+            reads.fetch_all(sql(&db, "SELECT 1 AS one")).await
+        };
+        let (held, waiting) = tokio::join!(held, waiting);
+        assert!(held.is_ok());
+        let err = waiting.err().map(crate::StoreError::from);
+        assert!(
+            matches!(err, Some(crate::StoreError::Unavailable(_))),
+            "{err:?}"
+        );
+        reads.close().await;
+    }
+
+    #[tokio::test]
+    async fn sqlite_reads_share_one_connection_that_refuses_writes_like_the_pool_it_sits_beside() {
+        let path = std::env::temp_dir().join(format!("keel-reads-{}.db", uuid::Uuid::now_v7()));
+        let url = format!("sqlite://{}?mode=rwc", path.display());
+        let writer = connect(&url, 1).await;
+        writer
+            .execute_unprepared("CREATE TABLE t (n INTEGER); INSERT INTO t VALUES (7)")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let store = crate::Store::connect(&url, 2)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let db = store.conn();
+        let reads = store.reads();
+        for _ in 0..3 {
+            let rows = reads
+                .fetch_all(sql(db, "SELECT n FROM t"))
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let n: Option<i64> = rows.first().and_then(|r| r.try_get("", "n").ok());
+            assert_eq!(n, Some(7));
+        }
+        assert_eq!(reads.stats(), (1, 1, 2));
+        // The read pool's connections are `query_only`, and so are these.
+        assert!(reads.fetch_all(sql(db, "DELETE FROM t")).await.is_err());
+        assert_eq!(reads.stats(), (1, 1, 2));
+        store.close().await;
+        writer.close().await.ok();
+        let _ = std::fs::remove_file(&path);
+    }
+}
