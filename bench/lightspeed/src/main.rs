@@ -1,6 +1,7 @@
 //! The benchmark's "speed of light": the least an actix-web service on the
 //! same database stack as Keel (sea-orm over sqlx, the same pool and SQLite
-//! pragmas) can do per request. `GET /read/{n}` reads one row by primary
+//! pragmas, and for reads the connections Keel's gets and list pages use,
+//! `keel_store::reads::Reads`) can do per request. `GET /read/{n}` reads one row by primary
 //! key; `POST /insert` inserts one row. No authentication, no JSON body.
 //! `bench/run` starts it beside Keel and reports every result as a ratio to
 //! it, from the same run.
@@ -10,6 +11,7 @@
 use std::time::Duration;
 
 use actix_web::{App, HttpResponse, HttpServer, web};
+use keel_store::reads::Reads;
 use sea_orm::{
     ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, Statement,
 };
@@ -24,14 +26,21 @@ fn sql(backend: DatabaseBackend, text: &str) -> String {
     }
 }
 
-async fn read(db: web::Data<DatabaseConnection>, n: web::Path<i64>) -> HttpResponse {
-    let backend = db.get_database_backend();
+/// Reads: the read pool's backend and the connections beside it.
+struct Readers(DatabaseBackend, Reads);
+
+async fn read(readers: web::Data<Readers>, n: web::Path<i64>) -> HttpResponse {
+    let Readers(backend, reads) = &**readers;
     let stmt = Statement::from_sql_and_values(
-        backend,
-        sql(backend, "SELECT id, body FROM lightspeed WHERE id = ?"),
+        *backend,
+        sql(*backend, "SELECT id, body FROM lightspeed WHERE id = ?"),
         [(n.into_inner() % ROWS).into()],
     );
-    match db.query_one_raw(stmt).await {
+    match reads
+        .fetch_all(stmt)
+        .await
+        .map(|rows| rows.into_iter().next())
+    {
         Ok(Some(row)) => {
             let body: String = row.try_get("", "body").unwrap_or_default();
             HttpResponse::Ok().content_type("text/plain").body(body)
@@ -135,7 +144,11 @@ async fn main() -> std::io::Result<()> {
     } else {
         db.clone()
     };
-    let data = web::Data::new(readers);
+    // As Keel's hot reads: connections like the read pool's, kept beside it.
+    let data = web::Data::new(Readers(
+        readers.get_database_backend(),
+        Reads::beside(&readers),
+    ));
     let writer = web::Data::new(Writer(db));
     HttpServer::new(move || {
         App::new()

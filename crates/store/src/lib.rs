@@ -14,7 +14,7 @@ pub mod idempotency;
 pub mod incidents;
 mod multi;
 pub mod notify;
-mod reads;
+pub mod reads;
 mod rows;
 mod search;
 pub mod seed;
