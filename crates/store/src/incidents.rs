@@ -911,23 +911,25 @@ async fn touch(
     t: Timestamp,
     responds: bool,
 ) -> Result<(), StoreError> {
-    incident::Entity::update_many()
+    let mut update = incident::Entity::update_many()
         .col_expr(
             incident::Column::Version,
             Expr::col(incident::Column::Version).add(1),
         )
-        .col_expr(incident::Column::UpdatedAt, Expr::value(t))
-        .filter(incident::Column::Id.eq(id))
-        .exec(txn)
-        .await?;
+        .col_expr(incident::Column::UpdatedAt, Expr::value(t));
     if responds {
-        incident::Entity::update_many()
-            .col_expr(incident::Column::FirstResponseAt, Expr::value(Some(t)))
-            .filter(incident::Column::Id.eq(id))
-            .filter(incident::Column::FirstResponseAt.is_null())
-            .exec(txn)
-            .await?;
+        // In the same statement: a second UPDATE wrote a second version of
+        // the row (and, on PostgreSQL, new entries in all its indexes).
+        update = update.col_expr(
+            incident::Column::FirstResponseAt,
+            sea_orm::sea_query::Func::coalesce([
+                Expr::col(incident::Column::FirstResponseAt),
+                Expr::value(Some(t)),
+            ])
+            .into(),
+        );
     }
+    update.filter(incident::Column::Id.eq(id)).exec(txn).await?;
     Ok(())
 }
 
@@ -1981,10 +1983,15 @@ impl Store {
             })
         })
         .await?;
-        let users = user_refs(self.conn(), &[actor.user_id.0]).await?;
+        // The author is the caller, named as authenticated (the actor
+        // cache is cleared when a user changes on this node), not read back.
         Ok(CommentView {
             id,
-            author: user_ref(&users, actor.user_id.0),
+            author: UserRef {
+                id: actor.user_id,
+                username: actor.username.clone(),
+                display_name: actor.display_name.clone(),
+            },
             body: saved,
             visibility,
             created_at: t,
