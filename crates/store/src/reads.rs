@@ -9,10 +9,11 @@
 //! more filtered pages, with a quarter less CPU per request
 //! (bench/RESULTS.md, sixteenth session).
 //!
-//! Here a connection goes back to the idle list when its statement
-//! finished, and only then: a statement that failed, or whose request
-//! was dropped half-way (the client went away), takes its connection with
-//! it, so a connection left mid-result is never reused. As in the pool, a
+//! Here a connection goes back to the idle list when its statement ran to
+//! the end or the server refused it (an error the server reported), and
+//! only then: a read that failed otherwise (I/O, TLS, protocol), or whose
+//! request was dropped half-way (the client went away), takes its
+//! connection with it, so a connection left mid-result is never reused. As in the pool, a
 //! connection idle for a second or more is pinged before use
 //! ([`crate::PING_AFTER_IDLE`]), so a server restart is noticed before a
 //! statement is lost to it, and one that fails the ping is replaced by a
@@ -116,7 +117,7 @@ pub struct Conns<DB: Database> {
 impl<DB: Database> Conns<DB>
 where
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
-    for<'q> SqlxValues: sqlx::IntoArguments<DB>,
+    SqlxValues: sqlx::IntoArguments<DB>,
 {
     fn beside(pool: &sqlx::Pool<DB>) -> Self {
         let max = pool.options().get_max_connections().max(1);
