@@ -769,7 +769,9 @@ async fn load_statement(store: &Store, stmt: Statement, rows: Rows) -> Result<Lo
             out.models.push(m);
             continue;
         }
-        let id: Option<Uuid> = row.try_get(TIMER_PREFIX, "id")?;
+        // By its whole name: with a prefix, sea-orm formats the name anew
+        // for every row.
+        let id: Option<Uuid> = row.try_get_by(TIMER_ID)?;
         if id.is_some() {
             timers.entry(m.id).or_default().push(rows::timer_of(
                 &row,
@@ -789,8 +791,18 @@ async fn load_statement(store: &Store, stmt: Statement, rows: Rows) -> Result<Lo
     Ok(out)
 }
 
+/// [`TIMER_PREFIX`] as a literal, for `concat!`.
+macro_rules! timer_prefix {
+    () => {
+        "t_"
+    };
+}
+
 /// The prefix of the SLA timer columns [`load_one`] adds.
-const TIMER_PREFIX: &str = "t_";
+const TIMER_PREFIX: &str = timer_prefix!();
+
+/// The timer's id column as [`load_one`] names it.
+const TIMER_ID: &str = concat!(timer_prefix!(), "id");
 
 /// Loads an incident the caller may read; anything else is "not found", so
 /// that ids of other people's incidents reveal nothing.
