@@ -689,8 +689,9 @@ fn newest_of_each(
 enum Rows {
     /// Nothing.
     Plain,
-    /// The joined SLA timers.
-    Whole,
+    /// The joined SLA timers, of [`load_one`]'s statement for a key by
+    /// number (`true`) or by id.
+    Whole(bool),
 }
 
 /// [`load`] for one incident, with its SLA timers joined in: the record and
@@ -704,7 +705,8 @@ enum Rows {
 /// eleventh session).
 async fn load_one(store: &Store, key: Key) -> Result<Loaded, StoreError> {
     let stmt = load_one_statement(store.backend(), key);
-    let loaded = load_statement(store, stmt, Rows::Whole).await?;
+    let by_number = matches!(key, Key::Number(_));
+    let loaded = load_statement(store, stmt, Rows::Whole(by_number)).await?;
     with_names(store, loaded).await
 }
 
@@ -757,12 +759,25 @@ async fn load_rows(
 /// Runs a statement of incidents (with [`load_one_query`]'s columns when
 /// `rows` is [`Rows::Whole`]) and decodes its rows.
 async fn load_statement(store: &Store, stmt: Statement, rows: Rows) -> Result<Loaded, StoreError> {
-    let whole = rows == Rows::Whole;
+    let whole = matches!(rows, Rows::Whole(_));
+    // Where a get's columns are, kept from its statement's first result:
+    // finding them by name was 3.5 % of a get (bench/RESULTS.md,
+    // sixteenth session).
+    let kept = match rows {
+        Rows::Whole(by_number) => Some(
+            2 * usize::from(store.backend() == DatabaseBackend::Postgres) + usize::from(by_number),
+        ),
+        Rows::Plain => None,
+    };
+    let known = |slot: usize| {
+        kept.and_then(|k| one_positions()[k][slot].clone())
+            .map_or_else(Positions::default, Positions::known)
+    };
     let rows = store.reads().fetch_all(stmt).await?;
     let mut out = Loaded::default();
     let mut timers: IdMap<Vec<sla_timer::Model>> = IdMap::default();
-    let mut positions = Positions::default();
-    let mut timer_positions = Positions::default();
+    let mut positions = known(0);
+    let mut timer_positions = known(1);
     for row in rows {
         let m = rows::incident_of(&row, "", &mut positions)?;
         if !whole {
@@ -788,7 +803,26 @@ async fn load_statement(store: &Store, stmt: Statement, rows: Rows) -> Result<Lo
     if whole {
         out.timers = Some(timers);
     }
+    if let Some(k) = kept {
+        let mut all = one_positions();
+        for (slot, p) in [&positions, &timer_positions].into_iter().enumerate() {
+            if all[k][slot].is_none() {
+                all[k][slot] = p.found().map(<[usize]>::to_vec);
+            }
+        }
+    }
     Ok(out)
+}
+
+/// The column positions of [`load_one`]'s statements (incident, timer), by
+/// database and kind of key: `2 * postgres + by_number`.
+type OnePositions = [[Option<Vec<usize>>; 2]; 4];
+
+fn one_positions() -> std::sync::MutexGuard<'static, OnePositions> {
+    static KEPT: std::sync::Mutex<OnePositions> =
+        std::sync::Mutex::new([const { [None, None] }; 4]);
+    // Nothing panics while holding it; a poisoned table is still whole.
+    KEPT.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 /// [`TIMER_PREFIX`] as a literal, for `concat!`.

@@ -33,6 +33,21 @@ pub(crate) struct Positions {
 }
 
 impl Positions {
+    /// Positions found on an earlier result of the same statement text,
+    /// whose columns are the same, in the same order. On PostgreSQL the
+    /// column types are still checked on this result's first row.
+    pub(crate) fn known(at: Vec<usize>) -> Self {
+        Positions {
+            at: Some(Some(at)),
+            typed: false,
+        }
+    }
+
+    /// The positions found so far, if every column was found.
+    pub(crate) fn found(&self) -> Option<&[usize]> {
+        self.at.as_ref()?.as_deref()
+    }
+
     /// The positions of `C`'s columns, named `{prefix}{column}`, in `row`'s
     /// result; `None` if one is missing.
     pub(crate) fn of<R, C>(&mut self, row: &R, prefix: &str) -> Option<&[usize]>
