@@ -769,15 +769,15 @@ async fn load_statement(store: &Store, stmt: Statement, rows: Rows) -> Result<Lo
         ),
         Rows::Plain => None,
     };
-    let known = |slot: usize| {
-        kept.and_then(|k| one_positions()[k][slot].clone())
-            .map_or_else(Positions::default, Positions::known)
-    };
+    let [incident_at, timer_at] = kept.map(|k| one_positions()[k].clone()).unwrap_or_default();
+    // Whether this result may find positions not kept yet.
+    let finding = incident_at.is_none() || timer_at.is_none();
+    let known = |at: Option<Vec<usize>>| at.map_or_else(Positions::default, Positions::known);
     let rows = store.reads().fetch_all(stmt).await?;
     let mut out = Loaded::default();
     let mut timers: IdMap<Vec<sla_timer::Model>> = IdMap::default();
-    let mut positions = known(0);
-    let mut timer_positions = known(1);
+    let mut positions = known(incident_at);
+    let mut timer_positions = known(timer_at);
     for row in rows {
         let m = rows::incident_of(&row, "", &mut positions)?;
         if !whole {
@@ -803,7 +803,9 @@ async fn load_statement(store: &Store, stmt: Statement, rows: Rows) -> Result<Lo
     if whole {
         out.timers = Some(timers);
     }
-    if let Some(k) = kept {
+    if let Some(k) = kept
+        && finding
+    {
         let mut all = one_positions();
         for (slot, p) in [&positions, &timer_positions].into_iter().enumerate() {
             if all[k][slot].is_none() {
