@@ -1,5 +1,6 @@
-//! A short-lived cache of authenticated actors, keyed by a hash of the
-//! bearer credential. Without it every request costs three queries (session,
+//! A short-lived cache of authenticated actors, keyed by the SHA-256 of the
+//! bearer credential (its 32 bytes: hex would cost an allocation and a
+//! longer key per request). Without it every request costs three queries (session,
 //! user, roles) before its own work; with it, a busy client costs them once
 //! per `ttl`.
 //!
@@ -11,7 +12,8 @@
 //! its credential's own expiry.
 
 use std::collections::HashMap;
-use std::sync::Mutex;
+use std::hash::{BuildHasherDefault, Hasher};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use keel_core::Actor;
@@ -25,10 +27,33 @@ pub struct ActorCache {
     inner: Mutex<Inner>,
 }
 
+/// The SHA-256 of a bearer credential.
+pub type Key = [u8; 32];
+
+/// Hashes a [`Key`] by folding its words together: a SHA-256 digest is
+/// already uniformly spread, so hashing it again would be wasted work, and
+/// no caller can choose a digest to collide with another's.
+#[derive(Debug, Default)]
+pub struct DigestHasher(u64);
+
+impl Hasher for DigestHasher {
+    fn finish(&self) -> u64 {
+        self.0
+    }
+
+    fn write(&mut self, bytes: &[u8]) {
+        for chunk in bytes.chunks(8) {
+            let mut word = [0u8; 8];
+            word[..chunk.len()].copy_from_slice(chunk);
+            self.0 = self.0.rotate_left(5) ^ u64::from_le_bytes(word);
+        }
+    }
+}
+
 #[derive(Debug, Default)]
 struct Inner {
     generation: u64,
-    entries: HashMap<String, (Actor, Instant)>,
+    entries: HashMap<Key, (Arc<Actor>, Instant), BuildHasherDefault<DigestHasher>>,
 }
 
 impl ActorCache {
@@ -50,13 +75,13 @@ impl ActorCache {
     }
 
     /// The cached actor for `key`, if still fresh.
-    pub fn get(&self, key: &str) -> Option<Actor> {
+    pub fn get(&self, key: &Key) -> Option<Arc<Actor>> {
         if !self.enabled() {
             return None;
         }
         let inner = self.lock();
         match inner.entries.get(key) {
-            Some((actor, until)) if *until > Instant::now() => Some(actor.clone()),
+            Some((actor, until)) if *until > Instant::now() => Some(Arc::clone(actor)),
             _ => None,
         }
     }
@@ -69,7 +94,13 @@ impl ActorCache {
 
     /// Stores `actor` unless the cache was cleared since `generation` was
     /// read. `valid_for` caps the entry's life (the credential's expiry).
-    pub fn insert(&self, key: String, actor: Actor, generation: u64, valid_for: Option<Duration>) {
+    pub fn insert(
+        &self,
+        key: Key,
+        actor: Arc<Actor>,
+        generation: u64,
+        valid_for: Option<Duration>,
+    ) {
         if !self.enabled() {
             return;
         }
@@ -101,24 +132,29 @@ mod tests {
     use keel_core::actor::Credential;
     use keel_core::{Role, UserId};
 
-    fn actor() -> Actor {
-        Actor {
+    const K: Key = [7; 32];
+
+    fn actor() -> Arc<Actor> {
+        Arc::new(Actor {
             user_id: UserId(uuid::Uuid::nil()),
             username: "alice".into(),
             display_name: "Alice".into(),
             roles: vec![Role::Agent],
             credential: Credential::Session,
-        }
+        })
     }
 
     #[test]
     fn a_cached_actor_is_returned_until_it_expires() {
         let cache = ActorCache::new(Duration::from_millis(50));
         let g = cache.generation();
-        cache.insert("k".into(), actor(), g, None);
-        assert_eq!(cache.get("k").map(|a| a.username), Some("alice".into()));
+        cache.insert(K, actor(), g, None);
+        assert_eq!(
+            cache.get(&K).map(|a| a.username.clone()),
+            Some("alice".into())
+        );
         std::thread::sleep(Duration::from_millis(60));
-        assert!(cache.get("k").is_none());
+        assert!(cache.get(&K).is_none());
     }
 
     #[test]
@@ -126,35 +162,35 @@ mod tests {
         let cache = ActorCache::new(Duration::from_secs(5));
         let g = cache.generation();
         cache.clear();
-        cache.insert("k".into(), actor(), g, None);
-        assert!(cache.get("k").is_none());
+        cache.insert(K, actor(), g, None);
+        assert!(cache.get(&K).is_none());
     }
 
     #[test]
     fn clearing_forgets_everyone() {
         let cache = ActorCache::new(Duration::from_secs(5));
-        cache.insert("k".into(), actor(), cache.generation(), None);
+        cache.insert(K, actor(), cache.generation(), None);
         cache.clear();
-        assert!(cache.get("k").is_none());
+        assert!(cache.get(&K).is_none());
     }
 
     #[test]
     fn an_entry_never_outlives_its_credential() {
         let cache = ActorCache::new(Duration::from_secs(5));
         cache.insert(
-            "k".into(),
+            K,
             actor(),
             cache.generation(),
             Some(Duration::from_millis(10)),
         );
         std::thread::sleep(Duration::from_millis(20));
-        assert!(cache.get("k").is_none());
+        assert!(cache.get(&K).is_none());
     }
 
     #[test]
     fn a_zero_ttl_disables_the_cache() {
         let cache = ActorCache::new(Duration::ZERO);
-        cache.insert("k".into(), actor(), cache.generation(), None);
-        assert!(cache.get("k").is_none());
+        cache.insert(K, actor(), cache.generation(), None);
+        assert!(cache.get(&K).is_none());
     }
 }

@@ -4,6 +4,7 @@
 
 use std::future::Future;
 use std::pin::Pin;
+use std::sync::Arc;
 
 use actix_web::body::{BoxBody, MessageBody};
 use actix_web::dev::{Payload, ServiceRequest, ServiceResponse};
@@ -14,12 +15,14 @@ use keel_auth::tokens::{is_api_token, sha256_hex};
 use keel_core::actor::Credential;
 use keel_core::{Actor, Permission, SessionId, UserId};
 use keel_store::directory::AuthUser;
+use sha2::{Digest, Sha256};
 
 use crate::error::ApiError;
 use crate::state::AppState;
 
-/// The authenticated caller.
-pub struct Auth(pub Actor);
+/// The authenticated caller (shared with the actor cache: a request does
+/// not copy its names and roles).
+pub struct Auth(pub Arc<Actor>);
 
 impl Auth {
     /// Refuses with 403 unless the caller may `p`.
@@ -38,17 +41,20 @@ impl Auth {
     }
 }
 
-/// The bearer credential of a request, if any.
-pub fn bearer(req: &HttpRequest) -> Option<String> {
+/// The bearer credential of a request, if any: the bytes after `Bearer `
+/// (any case), without surrounding white space. Whether they are text is
+/// left to [`authenticate`], which needs to know only when the credential
+/// is not cached.
+pub fn bearer(req: &HttpRequest) -> Option<&[u8]> {
     let v = req
         .headers()
         .get(actix_web::http::header::AUTHORIZATION)?
-        .to_str()
-        .ok()?;
-    let (scheme, token) = v.split_once(' ')?;
+        .as_bytes();
+    let space = v.iter().position(|&b| b == b' ')?;
+    let (scheme, token) = (&v[..space], &v[space + 1..]);
     scheme
-        .eq_ignore_ascii_case("bearer")
-        .then(|| token.trim().to_owned())
+        .eq_ignore_ascii_case(b"bearer")
+        .then(|| token.trim_ascii())
 }
 
 /// Resolves a bearer credential to an actor, from the actor cache when it
@@ -56,16 +62,22 @@ pub fn bearer(req: &HttpRequest) -> Option<String> {
 /// is not in the cache: an entry is keyed by the SHA-256 of the exact token
 /// that passed those checks, and never outlives the token's expiry, so a hit
 /// is a token already verified and not yet expired.
-pub async fn authenticate(state: &AppState, bearer: Option<String>) -> Result<Actor, ApiError> {
-    let token = bearer.ok_or(AuthError::Missing)?;
-    let key = sha256_hex(token.as_bytes());
+pub async fn authenticate(state: &AppState, bearer: Option<&[u8]>) -> Result<Arc<Actor>, ApiError> {
+    let raw = bearer.ok_or(AuthError::Missing)?;
+    let key: [u8; 32] = Sha256::digest(raw).into();
     if let Some(actor) = state.actors.get(&key) {
         return Ok(actor);
     }
-    let claims = if is_api_token(&token) {
+    // A header value is visible ASCII or obsolete text; only the former
+    // can be a token Keel issued.
+    let token = std::str::from_utf8(raw)
+        .ok()
+        .filter(|t| t.bytes().all(|b| b.is_ascii_graphic()))
+        .ok_or(AuthError::InvalidToken)?;
+    let claims = if is_api_token(token) {
         None
     } else {
-        Some(state.jwt.verify(&token)?)
+        Some(state.jwt.verify(token)?)
     };
     let generation = state.actors.generation();
     let now = chrono::Utc::now();
@@ -74,7 +86,7 @@ pub async fn authenticate(state: &AppState, bearer: Option<String>) -> Result<Ac
         None => {
             let t = state
                 .store
-                .find_api_token(&key)
+                .find_api_token(&sha256_hex(raw))
                 .await?
                 .ok_or(AuthError::InvalidToken)?;
             let u = active_user(state, t.user_id).await?;
@@ -111,9 +123,10 @@ pub async fn authenticate(state: &AppState, bearer: Option<String>) -> Result<Ac
             (actor, Some(remaining(exp).unwrap_or_default()))
         }
     };
+    let actor = Arc::new(actor);
     state
         .actors
-        .insert(key, actor.clone(), generation, valid_for);
+        .insert(key, Arc::clone(&actor), generation, valid_for);
     Ok(actor)
 }
 
@@ -188,7 +201,8 @@ async fn authenticated(
             .await
             .map(ServiceResponse::map_into_boxed_body);
     }
-    match authenticate(&state, bearer(req.request())).await {
+    let found = authenticate(&state, bearer(req.request())).await;
+    match found {
         Ok(actor) => {
             req.extensions_mut().insert(actor);
             next.call(req)
@@ -207,14 +221,49 @@ impl FromRequest for Auth {
     type Future = Pin<Box<dyn Future<Output = Result<Self, Self::Error>>>>;
 
     fn from_request(req: &HttpRequest, _: &mut Payload) -> Self::Future {
-        if let Some(actor) = req.extensions().get::<Actor>().cloned() {
+        if let Some(actor) = req.extensions().get::<Arc<Actor>>() {
+            let actor = Arc::clone(actor);
             return Box::pin(async move { Ok(Auth(actor)) });
         }
         let state = req.app_data::<web::Data<AppState>>().cloned();
-        let token = bearer(req);
+        let token = bearer(req).map(<[u8]>::to_vec);
         Box::pin(async move {
             let state = state.ok_or_else(|| ApiError::internal("application state missing"))?;
-            authenticate(&state, token).await.map(Auth)
+            authenticate(&state, token.as_deref()).await.map(Auth)
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::bearer;
+    use actix_web::http::header::{AUTHORIZATION, HeaderValue};
+    use actix_web::test::TestRequest;
+
+    fn with(value: &[u8]) -> actix_web::HttpRequest {
+        let v = HeaderValue::from_bytes(value).expect("a header value");
+        TestRequest::default()
+            .insert_header((AUTHORIZATION, v))
+            .to_http_request()
+    }
+
+    #[test]
+    fn the_bearer_is_what_follows_the_scheme_in_any_case_without_outer_space() {
+        assert_eq!(bearer(&with(b"Bearer abc.def")), Some(&b"abc.def"[..]));
+        assert_eq!(bearer(&with(b"bEARER   keel_x  ")), Some(&b"keel_x"[..]));
+    }
+
+    #[test]
+    fn another_scheme_or_no_header_is_no_bearer() {
+        assert_eq!(bearer(&with(b"Basic YWxhZGRpbjpvcGVu")), None);
+        assert_eq!(bearer(&with(b"Bearer")), None);
+        assert_eq!(bearer(&TestRequest::default().to_http_request()), None);
+    }
+
+    #[test]
+    fn a_bearer_that_is_not_text_is_still_found_and_left_to_authenticate() {
+        // Refused as an invalid token by `authenticate`, which checks the
+        // bytes only when they are not cached.
+        assert_eq!(bearer(&with(b"Bearer \xffx")), Some(&b"\xffx"[..]));
     }
 }

@@ -50,12 +50,12 @@ pub async fn idempotency(
     mut req: ServiceRequest,
     next: Next<impl MessageBody + 'static>,
 ) -> Result<ServiceResponse<BoxBody>, actix_web::Error> {
-    let key = req
-        .headers()
-        .get(HEADER)
-        .map(|v| v.to_str().map(str::to_owned));
     let applies = req.method() == Method::POST && !req.path().starts_with("/api/v1/auth/");
-    let (Some(key), true) = (key, applies) else {
+    let key = applies
+        .then(|| req.headers().get(HEADER))
+        .flatten()
+        .map(|v| v.to_str().map(str::to_owned));
+    let Some(key) = key else {
         return next
             .call(req)
             .await
@@ -79,7 +79,11 @@ pub async fn idempotency(
     };
     // `require_auth` ran first; without an actor the request is public or
     // refused already, and keys are per caller.
-    let Some(actor) = req.extensions().get::<keel_core::Actor>().cloned() else {
+    let Some(actor) = req
+        .extensions()
+        .get::<std::sync::Arc<keel_core::Actor>>()
+        .cloned()
+    else {
         return next
             .call(req)
             .await
