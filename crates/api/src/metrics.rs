@@ -58,9 +58,9 @@ impl Metrics {
         })
     }
 
-    fn observe(&self, method: &str, route: &str, status: u16, secs: f64) {
+    fn observe(&self, method: &str, route: &str, status: &str, secs: f64) {
         self.requests
-            .with_label_values(&[method, route, &status.to_string()])
+            .with_label_values(&[method, route, status])
             .inc();
         self.latency
             .with_label_values(&[method, route])
@@ -90,20 +90,20 @@ pub async fn track(
     next: Next<impl MessageBody>,
 ) -> Result<ServiceResponse<impl MessageBody>, actix_web::Error> {
     let start = Instant::now();
-    let method = req.method().to_string();
+    // Kept as it came: the handler may consume the request.
+    let method = req.method().clone();
     let metrics = req
         .app_data::<web::Data<AppState>>()
         .map(|s| s.metrics.clone());
     let res = next.call(req).await?;
-    let route = res
-        .request()
-        .match_pattern()
-        .unwrap_or_else(|| "unmatched".into());
-    let status = res.status().as_u16();
+    let route = res.request().match_pattern();
+    let route = route.as_deref().unwrap_or("unmatched");
+    let status = res.status();
     let secs = start.elapsed().as_secs_f64();
     if let Some(m) = metrics {
-        m.observe(&method, &route, status, secs);
+        m.observe(method.as_str(), route, status.as_str(), secs);
     }
+    let (method, status) = (method.as_str(), status.as_u16());
     tracing::info!(target: "keel::http", %method, %route, status, latency_ms = secs * 1000.0, "request");
     Ok(res)
 }
