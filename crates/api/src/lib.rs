@@ -297,13 +297,30 @@ pub fn configure(cfg: &mut web::ServiceConfig, state: AppState) {
         .app_data(web::PayloadConfig::new(max_payload))
         .app_data(web::QueryConfig::default().error_handler(error::query_error))
         .app_data(web::PathConfig::default().error_handler(error::path_error));
-    // The document and the reference come first: the `/api/v1` scope would
-    // otherwise claim `/api/v1/openapi.json` and answer 404.
+    // The API comes first: the router tries patterns in order, and the
+    // reference's `/docs/{_:.*}` is a regular expression, run in vain for
+    // every API request when it came first. The served document is in the
+    // API's scope, which would otherwise answer 404 for it.
+    let doc = web::Data::new(openapi());
     cfg.service(
-        utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}").url("/api/v1/openapi.json", openapi()),
+        web::scope("/api/v1")
+            .service(
+                web::resource("/openapi.json")
+                    .guard(actix_web::guard::Get())
+                    .app_data(doc)
+                    .to(serve_openapi),
+            )
+            .configure(|cfg| api_routes(&mut ServiceConfig::new(cfg))),
+    )
+    .service(
+        utoipa_swagger_ui::SwaggerUi::new("/docs/{_:.*}")
+            .config(utoipa_swagger_ui::Config::from("/api/v1/openapi.json")),
     )
     .service(web::redirect("/docs", "/docs/"));
-    let mut ucfg = ServiceConfig::new(cfg);
-    ucfg.service(utoipa_actix_web::scope("/api/v1").configure(api_routes));
-    ucfg.configure(ops_routes);
+    ServiceConfig::new(cfg).configure(ops_routes);
+}
+
+/// `GET /api/v1/openapi.json`: the document [`openapi`] generates.
+async fn serve_openapi(doc: web::Data<OpenApiDoc>) -> actix_web::HttpResponse {
+    actix_web::HttpResponse::Ok().json(doc.as_ref())
 }
