@@ -383,7 +383,7 @@ impl From<IncidentView> for Incident {
     fn from(v: IncidentView) -> Self {
         Incident {
             id: v.id.0,
-            number: v.number.to_string(),
+            number: v.number.text(),
             title: v.title,
             description: v.description,
             impact: v.impact,
@@ -629,7 +629,7 @@ impl From<IncidentRef> for IncidentSummary {
     fn from(r: IncidentRef) -> Self {
         IncidentSummary {
             id: r.id.0,
-            number: r.number.to_string(),
+            number: r.number.text(),
             title: r.title,
             state: r.state,
         }

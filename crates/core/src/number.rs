@@ -56,6 +56,30 @@ impl RecordNumber {
     }
 }
 
+/// Digits a number shows at least.
+const WIDTH: usize = 7;
+
+impl RecordNumber {
+    /// The number as text, as [`Display`](fmt::Display) writes it, built
+    /// without the formatting machinery: every incident in a page names
+    /// its number, and `format!` cost several hundred instructions each.
+    pub fn text(&self) -> String {
+        if self.seq < 0 {
+            return self.to_string();
+        }
+        let mut digits = itoa::Buffer::new();
+        let digits = digits.format(self.seq);
+        let prefix = self.kind.prefix();
+        let mut s = String::with_capacity(prefix.len() + digits.len().max(WIDTH));
+        s.push_str(prefix);
+        for _ in digits.len()..WIDTH {
+            s.push('0');
+        }
+        s.push_str(digits);
+        s
+    }
+}
+
 impl fmt::Display for RecordNumber {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         write!(f, "{}{:07}", self.kind.prefix(), self.seq)
@@ -65,6 +89,34 @@ impl fmt::Display for RecordNumber {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    proptest! {
+        #[test]
+        fn the_text_of_a_number_is_what_display_writes(seq in any::<i64>()) {
+            let n = RecordNumber::new(RecordKind::Incident, seq);
+            prop_assert_eq!(n.text(), n.to_string());
+        }
+    }
+
+    #[test]
+    fn the_text_of_edge_numbers_is_what_display_writes() {
+        for seq in [
+            0,
+            1,
+            9,
+            999_999,
+            1_000_000,
+            9_999_999,
+            10_000_000,
+            i64::MAX,
+            -1,
+            i64::MIN,
+        ] {
+            let n = RecordNumber::new(RecordKind::Incident, seq);
+            assert_eq!(n.text(), n.to_string(), "{seq}");
+        }
+    }
 
     #[test]
     fn numbers_are_padded_to_seven_digits() {
