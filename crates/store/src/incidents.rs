@@ -772,7 +772,8 @@ async fn load_statement(store: &Store, stmt: Statement, rows: Rows) -> Result<Lo
     let [incident_at, timer_at] = kept.map(|k| one_positions()[k].clone()).unwrap_or_default();
     // Whether this result may find positions not kept yet.
     let finding = incident_at.is_none() || timer_at.is_none();
-    let known = |at: Option<Vec<usize>>| at.map_or_else(Positions::default, Positions::known);
+    let known =
+        |at: Option<std::sync::Arc<[usize]>>| at.map_or_else(Positions::default, Positions::known);
     let rows = store.reads().fetch_all(stmt).await?;
     let mut out = Loaded::default();
     let mut timers: IdMap<Vec<sla_timer::Model>> = IdMap::default();
@@ -809,7 +810,7 @@ async fn load_statement(store: &Store, stmt: Statement, rows: Rows) -> Result<Lo
         let mut all = one_positions();
         for (slot, p) in [&positions, &timer_positions].into_iter().enumerate() {
             if all[k][slot].is_none() {
-                all[k][slot] = p.found().map(<[usize]>::to_vec);
+                all[k][slot] = p.found().cloned();
             }
         }
     }
@@ -818,7 +819,9 @@ async fn load_statement(store: &Store, stmt: Statement, rows: Rows) -> Result<Lo
 
 /// The column positions of [`load_one`]'s statements (incident, timer), by
 /// database and kind of key: `2 * postgres + by_number`.
-type OnePositions = [[Option<Vec<usize>>; 2]; 4];
+/// Shared (`Arc`): every get takes them, and copying them cost two
+/// allocations a get.
+type OnePositions = [[Option<std::sync::Arc<[usize]>>; 2]; 4];
 
 fn one_positions() -> std::sync::MutexGuard<'static, OnePositions> {
     static KEPT: std::sync::Mutex<OnePositions> =

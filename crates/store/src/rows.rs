@@ -11,6 +11,7 @@
 //! goes to sea-orm's decoder as before.
 
 use std::borrow::Cow;
+use std::sync::Arc;
 
 use sea_orm::sqlx::{self, Column as _, ColumnIndex, Row};
 use sea_orm::{IdenStatic, Iterable};
@@ -28,7 +29,7 @@ use sea_orm::{IdenStatic, Iterable};
 /// value is still checked.
 #[derive(Default)]
 pub(crate) struct Positions {
-    at: Option<Option<Vec<usize>>>,
+    at: Option<Option<Arc<[usize]>>>,
     typed: bool,
 }
 
@@ -36,7 +37,7 @@ impl Positions {
     /// Positions found on an earlier result of the same statement text,
     /// whose columns are the same, in the same order. On PostgreSQL the
     /// column types are still checked on this result's first row.
-    pub(crate) fn known(at: Vec<usize>) -> Self {
+    pub(crate) fn known(at: Arc<[usize]>) -> Self {
         Positions {
             at: Some(Some(at)),
             typed: false,
@@ -44,8 +45,8 @@ impl Positions {
     }
 
     /// The positions found so far, if every column was found.
-    pub(crate) fn found(&self) -> Option<&[usize]> {
-        self.at.as_ref()?.as_deref()
+    pub(crate) fn found(&self) -> Option<&Arc<[usize]>> {
+        self.at.as_ref()?.as_ref()
     }
 
     /// The positions of `C`'s columns, named `{prefix}{column}`, in `row`'s
@@ -67,7 +68,8 @@ impl Positions {
                         };
                         row.try_column(name.as_ref()).ok().map(|col| col.ordinal())
                     })
-                    .collect()
+                    .collect::<Option<Vec<usize>>>()
+                    .map(Arc::from)
             })
             .as_deref()
     }
