@@ -235,6 +235,7 @@ impl FromRequest for Auth {
 }
 
 #[cfg(test)]
+#[allow(clippy::expect_used)]
 mod tests {
     use super::bearer;
     use actix_web::http::header::{AUTHORIZATION, HeaderValue};
