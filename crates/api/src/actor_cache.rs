@@ -188,6 +188,25 @@ mod tests {
     }
 
     #[test]
+    fn every_credential_finds_its_own_actor_among_many() {
+        use sha2::{Digest, Sha256};
+        let cache = ActorCache::new(Duration::from_secs(5));
+        let key = |i: u32| -> Key { Sha256::digest(i.to_le_bytes()).into() };
+        for i in 0..2_000u32 {
+            let mut a = (*actor()).clone();
+            a.username = format!("user{i}");
+            cache.insert(key(i), Arc::new(a), cache.generation(), None);
+        }
+        for i in 0..2_000u32 {
+            assert_eq!(
+                cache.get(&key(i)).map(|a| a.username.clone()),
+                Some(format!("user{i}"))
+            );
+        }
+        assert!(cache.get(&key(2_000)).is_none());
+    }
+
+    #[test]
     fn a_zero_ttl_disables_the_cache() {
         let cache = ActorCache::new(Duration::ZERO);
         cache.insert(K, actor(), cache.generation(), None);
