@@ -689,13 +689,14 @@ fn newest_of_each(
 enum Rows {
     /// Nothing.
     Plain,
-    /// The joined SLA timers, of [`load_one`]'s statement for a key by
-    /// number (`true`) or by id.
+    /// The SLA timers too, of [`load_one`]'s statement for a key by
+    /// number (`true`) or by id: joined on PostgreSQL, one column of JSON
+    /// on SQLite ([`rows::SQLITE_TIMERS_JSON`]).
     Whole(bool),
 }
 
-/// [`load`] for one incident, with its SLA timers joined in: the record and
-/// its timers in one statement (one round trip) instead of two, and the
+/// [`load`] for one incident, with its SLA timers: the record and its
+/// timers in one statement (one round trip) instead of two, and the
 /// names from the node's names ([`with_names`]), as a list page takes them.
 /// Until the fifteenth session the names were five subqueries of the
 /// statement, five more index scans per get on PostgreSQL. The statement's
@@ -716,14 +717,20 @@ fn load_one_statement(backend: DatabaseBackend, key: Key) -> Statement {
     static TEXTS: rows::Kept<bool> = rows::Kept::new();
     let by_number = matches!(key, Key::Number(_));
     TEXTS.statement(backend, by_number, [key.value()], || {
-        load_one_query(key).build(backend)
+        load_one_query(key, backend).build(backend)
     })
 }
 
-/// The query behind [`load_one`]'s statement. No limit: it would count
-/// timer rows, not incidents.
-fn load_one_query(key: Key) -> sea_orm::Select<incident::Entity> {
+/// The query behind [`load_one`]'s statement: the incident's columns, then
+/// on SQLite its timers as one JSON column ([`rows::SQLITE_TIMERS_JSON`],
+/// at [`TIMERS_JSON_AT`]), on PostgreSQL the joined timers' columns, one
+/// row per timer. No limit: on PostgreSQL it would count timer rows, not
+/// incidents.
+fn load_one_query(key: Key, backend: DatabaseBackend) -> sea_orm::Select<incident::Entity> {
     let mut q = key.select();
+    if backend == DatabaseBackend::Sqlite {
+        return q.expr_as(Expr::cust(rows::SQLITE_TIMERS_JSON), "t_json");
+    }
     QuerySelect::query(&mut q).join(
         JoinType::LeftJoin,
         sla_timer::Entity,
@@ -760,6 +767,7 @@ async fn load_rows(
 /// `rows` is [`Rows::Whole`]) and decodes its rows.
 async fn load_statement(store: &Store, stmt: Statement, rows: Rows) -> Result<Loaded, StoreError> {
     let whole = matches!(rows, Rows::Whole(_));
+    let joined = whole && store.backend() == DatabaseBackend::Postgres;
     // Where a get's columns are, kept from its statement's first result:
     // finding them by name was 3.5 % of a get (bench/RESULTS.md,
     // sixteenth session).
@@ -771,7 +779,7 @@ async fn load_statement(store: &Store, stmt: Statement, rows: Rows) -> Result<Lo
     };
     let [incident_at, timer_at] = kept.map(|k| one_positions()[k].clone()).unwrap_or_default();
     // Whether this result may find positions not kept yet.
-    let finding = incident_at.is_none() || timer_at.is_none();
+    let finding = incident_at.is_none() || (joined && timer_at.is_none());
     let known =
         |at: Option<std::sync::Arc<[usize]>>| at.map_or_else(Positions::default, Positions::known);
     let rows = store.reads().fetch_all(stmt).await?;
@@ -782,6 +790,15 @@ async fn load_statement(store: &Store, stmt: Statement, rows: Rows) -> Result<Lo
     for row in rows {
         let m = rows::incident_of(&row, "", &mut positions)?;
         if !whole {
+            out.models.push(m);
+            continue;
+        }
+        if !joined {
+            let json: String = row.try_get_by_index(*TIMERS_JSON_AT)?;
+            let t = rows::timers_of_json(&json)?;
+            if !t.is_empty() {
+                timers.insert(m.id, t);
+            }
             out.models.push(m);
             continue;
         }
@@ -839,6 +856,11 @@ macro_rules! timer_prefix {
 
 /// The prefix of the SLA timer columns [`load_one`] adds.
 const TIMER_PREFIX: &str = timer_prefix!();
+
+/// Where [`load_one`]'s statement has its timers' JSON on SQLite: after
+/// the incident's columns.
+static TIMERS_JSON_AT: std::sync::LazyLock<usize> =
+    std::sync::LazyLock::new(|| incident::Column::iter().count());
 
 /// The timer's id column as [`load_one`] names it.
 const TIMER_ID: &str = concat!(timer_prefix!(), "id");
@@ -2814,7 +2836,7 @@ mod tests {
                 Key::Number(7),
             ] {
                 let cached = load_one_statement(backend, key);
-                let built = load_one_query(key).build(backend);
+                let built = load_one_query(key, backend).build(backend);
                 assert_eq!(cached.sql, built.sql, "{backend:?} {key:?}");
                 assert_eq!(cached.values, built.values, "{backend:?} {key:?}");
             }

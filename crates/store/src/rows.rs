@@ -333,6 +333,86 @@ decoder!(
     }
 );
 
+/// A get's SLA timers on SQLite, as one column: the incident's timers as
+/// a JSON array of arrays, in [`sla_timer::Column`] order, ids as hex
+/// (sqlx keeps a UUID as a 16-byte BLOB, which JSON cannot hold; `hex` of
+/// a NULL is `''`). An incident without timers gives `[]`.
+///
+/// Until the eighteenth session a get joined `sla_timers` and read its 16
+/// columns beside the incident's 26, NULL when there were none: sqlx
+/// copies every value of a SQLite row on the connection's thread and frees
+/// it on the request's, NULL or not, and an incident with timers came once
+/// per timer, all 26 of its columns each time. PostgreSQL still joins
+/// (there a NULL is four bytes, and the type checks are once per result).
+pub(crate) const SQLITE_TIMERS_JSON: &str = "(SELECT json_group_array(json_array(\
+    hex(t.id), t.record_type, hex(t.record_id), t.kind, hex(t.policy_id), \
+    hex(t.calendar_id), t.target_secs, t.started_at, t.pauses, t.stopped_at, t.state, \
+    t.due_at, t.warned_percent, t.breached_at, t.next_check_at, t.updated_at)) \
+    FROM sla_timers AS t \
+    WHERE t.record_type = 'incident' AND t.record_id = \"incidents\".\"id\")";
+
+/// One element of [`SQLITE_TIMERS_JSON`], field by field.
+#[derive(serde::Deserialize)]
+struct TimerJson<'a>(
+    #[serde(borrow)] Cow<'a, str>,
+    #[serde(borrow)] Cow<'a, str>,
+    #[serde(borrow)] Cow<'a, str>,
+    #[serde(borrow)] Cow<'a, str>,
+    #[serde(borrow)] Cow<'a, str>,
+    #[serde(borrow)] Cow<'a, str>,
+    i64,
+    #[serde(borrow)] Cow<'a, str>,
+    #[serde(borrow)] Cow<'a, str>,
+    #[serde(borrow)] Option<Cow<'a, str>>,
+    #[serde(borrow)] Cow<'a, str>,
+    #[serde(borrow)] Option<Cow<'a, str>>,
+    i32,
+    #[serde(borrow)] Option<Cow<'a, str>>,
+    #[serde(borrow)] Option<Cow<'a, str>>,
+    #[serde(borrow)] Cow<'a, str>,
+);
+
+/// Decodes [`SQLITE_TIMERS_JSON`]'s column. Timestamps are the RFC 3339
+/// text sqlx writes for a `DateTime<Utc>` on SQLite; anything else is an
+/// error, never a misread.
+pub(crate) fn timers_of_json(text: &str) -> Result<Vec<sla_timer::Model>, sea_orm::DbErr> {
+    if text == "[]" {
+        return Ok(Vec::new());
+    }
+    let bad = |what: &str| sea_orm::DbErr::Type(format!("sla_timers JSON: {what}"));
+    let id = |hex: &str| uuid::Uuid::try_parse(hex).map_err(|e| bad(&e.to_string()));
+    let some_id = |hex: &str| (!hex.is_empty()).then(|| id(hex)).transpose();
+    let at = |t: &str| {
+        chrono::DateTime::parse_from_rfc3339(t)
+            .map(|t| t.with_timezone(&chrono::Utc))
+            .map_err(|e| bad(&format!("{t}: {e}")))
+    };
+    let some_at = |t: Option<Cow<'_, str>>| t.as_deref().map(at).transpose();
+    let rows: Vec<TimerJson<'_>> = serde_json::from_str(text).map_err(|e| bad(&e.to_string()))?;
+    rows.into_iter()
+        .map(|r| {
+            Ok(sla_timer::Model {
+                id: id(&r.0)?,
+                record_type: r.1.into_owned(),
+                record_id: id(&r.2)?,
+                kind: r.3.into_owned(),
+                policy_id: some_id(&r.4)?,
+                calendar_id: some_id(&r.5)?,
+                target_secs: r.6,
+                started_at: at(&r.7)?,
+                pauses: r.8.into_owned(),
+                stopped_at: some_at(r.9)?,
+                state: r.10.into_owned(),
+                due_at: some_at(r.11)?,
+                warned_percent: r.12,
+                breached_at: some_at(r.13)?,
+                next_check_at: some_at(r.14)?,
+                updated_at: at(&r.15)?,
+            })
+        })
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -376,6 +456,124 @@ mod tests {
         ));
         // A column past the end is an error, not a panic.
         assert!(pg_get::<String>(second, 9, true).is_err());
+    }
+
+    async fn sqlite_with_timers() -> sea_orm::DatabaseConnection {
+        use keel_migrations::{Migrator, MigratorTrait};
+        use sea_orm::ConnectionTrait;
+        let mut opts = sea_orm::ConnectOptions::new("sqlite::memory:");
+        opts.max_connections(1).sqlx_logging(false);
+        let db = sea_orm::Database::connect(opts)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        Migrator::up(&db, None)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        // The timers name a policy and a calendar that need not exist here.
+        db.execute_unprepared("PRAGMA foreign_keys = OFF")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        db
+    }
+
+    /// The get's timers of `record` on SQLite, through `SQLITE_TIMERS_JSON`.
+    async fn timers_json(db: &sea_orm::DatabaseConnection, record: uuid::Uuid) -> String {
+        use sea_orm::ConnectionTrait;
+        let sql = format!("SELECT {SQLITE_TIMERS_JSON} AS t FROM (SELECT ? AS id) AS incidents");
+        let row = db
+            .query_one_raw(sea_orm::Statement::from_sql_and_values(
+                sea_orm::DatabaseBackend::Sqlite,
+                sql,
+                [record.into()],
+            ))
+            .await
+            .unwrap_or_else(|e| panic!("{e}"))
+            .unwrap_or_else(|| panic!("no row"));
+        row.try_get("", "t").unwrap_or_else(|e| panic!("{e}"))
+    }
+
+    #[tokio::test]
+    async fn a_gets_timers_read_as_json_on_sqlite_equal_the_timers_read_column_by_column() {
+        use sea_orm::{
+            ActiveModelTrait, ColumnTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder,
+        };
+        let db = sqlite_with_timers().await;
+        let (record, other) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
+        assert_eq!(timers_json(&db, record).await, "[]");
+        assert_eq!(timers_of_json("[]").ok(), Some(Vec::new()));
+        let t = keel_core::time::now();
+        let later = t + chrono::Duration::microseconds(3_600_000_123);
+        let timer = |record_id, kind: &str| sla_timer::Model {
+            id: uuid::Uuid::now_v7(),
+            record_type: "incident".into(),
+            record_id,
+            kind: kind.into(),
+            policy_id: None,
+            calendar_id: None,
+            target_secs: 14_400,
+            started_at: t,
+            pauses: r#"[{"from":"2026-01-01T00:00:00Z","to":null}]"#.into(),
+            stopped_at: None,
+            state: "running".into(),
+            due_at: None,
+            warned_percent: 0,
+            breached_at: None,
+            next_check_at: None,
+            updated_at: t,
+        };
+        // One timer with every optional field empty, one with all of them
+        // set, and another record's, which must not come along.
+        let bare = timer(record, "response");
+        let full = sla_timer::Model {
+            policy_id: Some(uuid::Uuid::now_v7()),
+            calendar_id: Some(uuid::Uuid::now_v7()),
+            stopped_at: Some(later),
+            state: "breached \"late\" é".into(),
+            due_at: Some(later),
+            warned_percent: 80,
+            breached_at: Some(later),
+            next_check_at: Some(later),
+            ..timer(record, "resolution")
+        };
+        for m in [&bare, &full, &timer(other, "response")] {
+            m.clone()
+                .into_active_model()
+                .reset_all()
+                .insert(&db)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+        }
+        let mut read =
+            timers_of_json(&timers_json(&db, record).await).unwrap_or_else(|e| panic!("{e}"));
+        read.sort_by_key(|m| m.id);
+        let by_columns = sla_timer::Entity::find()
+            .filter(sla_timer::Column::RecordId.eq(record))
+            .order_by_asc(sla_timer::Column::Id)
+            .all(&db)
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(read, by_columns);
+        assert_eq!(read, vec![bare, full]);
+    }
+
+    #[test]
+    fn timers_json_that_is_not_what_sqlite_wrote_is_an_error_not_a_misread() {
+        let row = |started: &str| {
+            format!(
+                r#"[["{id}","incident","{id}","response","","",60,"{started}","[]",null,"running",null,0,null,null,"2026-12-06T10:00:00+00:00"]]"#,
+                id = "0193a1b2c3d4e5f60718293a4b5c6d7e"
+            )
+        };
+        assert!(timers_of_json(&row("2026-12-06T10:00:00.5+00:00")).is_ok());
+        for bad in [
+            row("2026-12-06 10:00:00"),
+            row("yesterday"),
+            row("2026-12-06T10:00:00+00:00").replace("incident\",", "incident\",1,"),
+            "[[1]]".into(),
+            "{}".into(),
+        ] {
+            assert!(timers_of_json(&bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

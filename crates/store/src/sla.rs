@@ -396,6 +396,9 @@ impl Store {
         &self,
         rows: IdMap<Vec<sla_timer::Model>>,
     ) -> Result<IdMap<Vec<SlaTimerView>>, StoreError> {
+        if rows.is_empty() {
+            return Ok(IdMap::default());
+        }
         // Calendars come from the node's SLA configuration; one made on
         // another node a moment ago is read here.
         let cfg = self.sla_config().await?;
