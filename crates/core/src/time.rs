@@ -78,6 +78,53 @@ pub fn write_rfc3339(t: &Timestamp, buf: &mut [u8; 30]) -> Option<usize> {
     Some(out.n)
 }
 
+/// Reads `text` if it is RFC 3339 in UTC as Keel's databases give it back:
+/// `YYYY-MM-DDTHH:MM:SS`, then a fraction of 1 to 9 digits or none, then
+/// `Z` or `+00:00` (what sqlx writes for a `DateTime<Utc>` on SQLite, and
+/// what [`write_rfc3339`] writes). Anything else, however valid, is `None`:
+/// the caller reads it with chrono, as before. Digit by digit: chrono's
+/// parser took about 1 000 instructions a timestamp, two or more per
+/// incident of every get and list page on SQLite (bench/RESULTS.md,
+/// eighteenth session).
+pub fn parse_rfc3339_utc(text: &str) -> Option<Timestamp> {
+    let b = text.as_bytes();
+    let num = |from: usize, len: usize| -> Option<u32> {
+        let digits = b.get(from..from + len)?;
+        digits.iter().try_fold(0u32, |n, d| {
+            d.is_ascii_digit().then(|| n * 10 + u32::from(d - b'0'))
+        })
+    };
+    let sep = |at: usize, c: u8| b.get(at) == Some(&c);
+    if !(sep(4, b'-') && sep(7, b'-') && sep(10, b'T') && sep(13, b':') && sep(16, b':')) {
+        return None;
+    }
+    let date =
+        chrono::NaiveDate::from_ymd_opt(i32::try_from(num(0, 4)?).ok()?, num(5, 2)?, num(8, 2)?)?;
+    let (hour, minute, second) = (num(11, 2)?, num(14, 2)?, num(17, 2)?);
+    let mut at = 19;
+    let mut nano = 0;
+    if sep(at, b'.') {
+        let digits = b
+            .get(at + 1..)?
+            .iter()
+            .take_while(|d| d.is_ascii_digit())
+            .count();
+        if !(1..=9).contains(&digits) {
+            return None;
+        }
+        nano = num(at + 1, digits)? * 10u32.pow(9 - u32::try_from(digits).ok()?);
+        at += 1 + digits;
+    }
+    match b.get(at..)? {
+        b"Z" | b"+00:00" => {}
+        _ => return None,
+    }
+    // A leap second (60) is chrono's to read.
+    let time = chrono::NaiveTime::from_hms_nano_opt(hour, minute, second.min(59), nano)
+        .filter(|_| second < 60)?;
+    Some(date.and_time(time).and_utc())
+}
+
 /// A cursor over [`write_rfc3339`]'s buffer, which is long enough for the
 /// longest form (30 bytes).
 struct Out<'a> {
@@ -163,5 +210,65 @@ mod tests {
         let mut out = Vec::new();
         let _ = rfc3339_opt(&some, &mut serde_json::Serializer::new(&mut out));
         assert_eq!(out, b"\"2026-01-02T03:04:05Z\"");
+    }
+    proptest::proptest! {
+        /// Every instant of years 0-9999 in the forms sqlx (`+00:00`, the
+        /// fewest fraction digits of 0, 3, 6, 9) and Keel (`Z`) write, and
+        /// with any number of fraction digits, reads back as chrono reads it.
+        #[test]
+        fn a_timestamp_as_the_databases_give_it_back_reads_as_chrono_reads_it(
+            secs in -62_167_219_200i64..253_402_300_800,
+            nanos in 0u32..1_000_000_000,
+            digits in 1usize..=9,
+        ) {
+            use chrono::SecondsFormat;
+            let t = DateTime::from_timestamp(secs, nanos).unwrap_or_default();
+            let fraction = format!("{:09}", t.timestamp_subsec_nanos());
+            let forms = [
+                t.to_rfc3339_opts(SecondsFormat::AutoSi, false),
+                t.to_rfc3339_opts(SecondsFormat::AutoSi, true),
+                format!("{}.{}+00:00", t.format("%Y-%m-%dT%H:%M:%S"), &fraction[..digits]),
+            ];
+            for text in forms {
+                let chrono = DateTime::parse_from_rfc3339(&text).map(|t| t.to_utc()).ok();
+                proptest::prop_assert!(chrono.is_some(), "{}", text);
+                proptest::prop_assert_eq!(parse_rfc3339_utc(&text), chrono, "{}", text);
+            }
+        }
+
+        /// Whatever the text, a timestamp read is the one chrono reads: the
+        /// fast path may decline, never misread.
+        #[test]
+        fn any_text_read_as_a_timestamp_is_read_as_chrono_reads_it(
+            text in "[0-9]{4}-(0[1-9]|1[0-2]|[0-9]{2})-(0[1-9]|[12][0-9]|3[01])[T t]([01][0-9]|2[0-4]):[0-5][0-9]:([0-5][0-9]|60)(\\.[0-9]{0,10})?(Z|\\+00:00|[+-][0-9]{2}:[0-9]{2}|z)?",
+        ) {
+            if let Some(t) = parse_rfc3339_utc(&text) {
+                let chrono = DateTime::parse_from_rfc3339(&text).map(|t| t.to_utc()).ok();
+                proptest::prop_assert_eq!(Some(t), chrono, "{}", text);
+            }
+        }
+    }
+
+    #[test]
+    fn timestamps_in_other_forms_are_left_to_chrono() {
+        for text in [
+            "2026-12-06 10:00:00+00:00",
+            "2026-12-06T10:00:00",
+            "2026-12-06T10:00:00+01:00",
+            "2026-12-06T10:00:00.+00:00",
+            "2026-12-06T10:00:00.1234567890Z",
+            "2026-12-06T10:00:60Z",
+            "2026-02-30T10:00:00Z",
+            "2026-12-06T24:00:00Z",
+            "+2026-12-06T10:00:00Z",
+            "2026-12-06T10:00:00Zjunk",
+            "",
+        ] {
+            assert_eq!(parse_rfc3339_utc(text), None, "{text}");
+        }
+        assert_eq!(
+            parse_rfc3339_utc("2026-12-06T10:00:00.5+00:00").map(|t| t.timestamp_subsec_micros()),
+            Some(500_000)
+        );
     }
 }

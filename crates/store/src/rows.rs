@@ -216,6 +216,67 @@ pub(crate) fn db_err(e: sqlx::Error) -> sea_orm::DbErr {
     sea_orm::DbErr::Query(sea_orm::RuntimeErr::SqlxError(std::sync::Arc::new(e)))
 }
 
+/// A field of an entity, read by position from a SQLite row: as sqlx reads
+/// it (the same checks and errors), except that a timestamp's text is
+/// first read by [`keel_core::time::parse_rfc3339_utc`], and by sqlx only
+/// if that declines. sqlx's chrono parser took about 1 000 instructions a
+/// timestamp, and an incident has two to six (bench/RESULTS.md, eighteenth
+/// session).
+pub(crate) trait FromSqlite: Sized {
+    fn get(r: &sqlx::sqlite::SqliteRow, i: usize) -> Result<Self, sqlx::Error>;
+}
+
+macro_rules! from_sqlite_as_sqlx {
+    ($($t:ty),*) => {$(
+        impl FromSqlite for $t {
+            fn get(r: &sqlx::sqlite::SqliteRow, i: usize) -> Result<Self, sqlx::Error> {
+                r.try_get(i)
+            }
+        }
+        impl FromSqlite for Option<$t> {
+            fn get(r: &sqlx::sqlite::SqliteRow, i: usize) -> Result<Self, sqlx::Error> {
+                r.try_get(i)
+            }
+        }
+    )*};
+}
+
+from_sqlite_as_sqlx!(uuid::Uuid, String, i64, i32, bool);
+
+/// The timestamp at `i`, if it is text [`keel_core::time::parse_rfc3339_utc`]
+/// reads; `None` leaves it to sqlx.
+fn timestamp_text(
+    r: &sqlx::sqlite::SqliteRow,
+    i: usize,
+) -> Result<Option<keel_core::time::Timestamp>, sqlx::Error> {
+    use sqlx::{Decode, Sqlite, Type, ValueRef};
+    let v = r.try_get_raw(i)?;
+    if v.is_null() || !<&str as Type<Sqlite>>::compatible(&v.type_info()) {
+        return Ok(None);
+    }
+    Ok(<&str as Decode<Sqlite>>::decode(v)
+        .ok()
+        .and_then(keel_core::time::parse_rfc3339_utc))
+}
+
+impl FromSqlite for keel_core::time::Timestamp {
+    fn get(r: &sqlx::sqlite::SqliteRow, i: usize) -> Result<Self, sqlx::Error> {
+        match timestamp_text(r, i)? {
+            Some(t) => Ok(t),
+            None => r.try_get(i),
+        }
+    }
+}
+
+impl FromSqlite for Option<keel_core::time::Timestamp> {
+    fn get(r: &sqlx::sqlite::SqliteRow, i: usize) -> Result<Self, sqlx::Error> {
+        match timestamp_text(r, i)? {
+            Some(t) => Ok(Some(t)),
+            None => r.try_get(i),
+        }
+    }
+}
+
 /// `decoder!(name, entity_module { field: Column, ... })` defines
 /// `name(row, prefix, positions)`, which decodes `entity_module::Model`
 /// from a sea-orm `QueryResult` by position. Every field of the model must
@@ -228,24 +289,17 @@ macro_rules! decoder {
             positions: &mut $crate::rows::Positions,
         ) -> Result<$entity::Model, sea_orm::DbErr> {
             use sea_orm::FromQueryResult as _;
-            use sea_orm::sqlx::{self, Decode, Type};
-            fn at<'r, R, DB>(r: &'r R, positions: &[usize]) -> Result<$entity::Model, sqlx::Error>
-            where
-                R: sqlx::Row<Database = DB>,
-                DB: sqlx::Database,
-                usize: sqlx::ColumnIndex<R>,
-                uuid::Uuid: Decode<'r, DB> + Type<DB>,
-                String: Decode<'r, DB> + Type<DB>,
-                i64: Decode<'r, DB> + Type<DB>,
-                i32: Decode<'r, DB> + Type<DB>,
-                bool: Decode<'r, DB> + Type<DB>,
-                keel_core::time::Timestamp: Decode<'r, DB> + Type<DB>,
-            {
+            use sea_orm::sqlx;
+            fn sqlite(
+                r: &sqlx::sqlite::SqliteRow,
+                positions: &[usize],
+            ) -> Result<$entity::Model, sqlx::Error> {
                 use $entity::Column as C;
+                use $crate::rows::FromSqlite;
                 // A column missing from `positions` is out of bounds: an error.
                 let at = |c: C| positions.get(c as usize).copied().unwrap_or(usize::MAX);
                 Ok($entity::Model {
-                    $($field: r.try_get(at(C::$col))?,)*
+                    $($field: FromSqlite::get(r, at(C::$col))?,)*
                 })
             }
             fn pg(
@@ -262,7 +316,7 @@ macro_rules! decoder {
             }
             if let Some(r) = row.try_as_sqlite_row() {
                 if let Some(p) = positions.of::<_, $entity::Column>(r, prefix) {
-                    return at(r, p).map_err($crate::rows::db_err);
+                    return sqlite(r, p).map_err($crate::rows::db_err);
                 }
             } else if let Some(r) = row.try_as_pg_row() {
                 let typed = positions.typed;
@@ -383,9 +437,14 @@ pub(crate) fn timers_of_json(text: &str) -> Result<Vec<sla_timer::Model>, sea_or
     let id = |hex: &str| uuid::Uuid::try_parse(hex).map_err(|e| bad(&e.to_string()));
     let some_id = |hex: &str| (!hex.is_empty()).then(|| id(hex)).transpose();
     let at = |t: &str| {
-        chrono::DateTime::parse_from_rfc3339(t)
-            .map(|t| t.with_timezone(&chrono::Utc))
-            .map_err(|e| bad(&format!("{t}: {e}")))
+        keel_core::time::parse_rfc3339_utc(t).map_or_else(
+            || {
+                chrono::DateTime::parse_from_rfc3339(t)
+                    .map(|t| t.with_timezone(&chrono::Utc))
+                    .map_err(|e| bad(&format!("{t}: {e}")))
+            },
+            Ok,
+        )
     };
     let some_at = |t: Option<Cow<'_, str>>| t.as_deref().map(at).transpose();
     let rows: Vec<TimerJson<'_>> = serde_json::from_str(text).map_err(|e| bad(&e.to_string()))?;
@@ -554,6 +613,41 @@ mod tests {
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(read, by_columns);
         assert_eq!(read, vec![bare, full]);
+    }
+
+    #[tokio::test]
+    async fn a_sqlite_timestamp_in_any_form_reads_as_sqlx_reads_it() {
+        use keel_core::time::Timestamp;
+        use sqlx::Connection as _;
+        let mut conn = sqlx::SqliteConnection::connect("sqlite::memory:")
+            .await
+            .unwrap_or_else(|e| panic!("{e}"));
+        let rows = sqlx::query(
+            "SELECT '2026-12-06T10:00:00.123456+00:00' UNION ALL SELECT '2026-12-06T10:00:00Z' \
+             UNION ALL SELECT '2026-12-06 10:00:00' UNION ALL SELECT '2026-12-06T11:00:00+01:00' \
+             UNION ALL SELECT 1700000000 UNION ALL SELECT NULL UNION ALL SELECT 'yesterday' \
+             UNION ALL SELECT x'00'",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap_or_else(|e| panic!("{e}"));
+        for r in &rows {
+            let ours = <Timestamp as FromSqlite>::get(r, 0).map_err(|e| e.to_string());
+            let sqlx = r.try_get::<Timestamp, _>(0).map_err(|e| e.to_string());
+            assert_eq!(ours, sqlx);
+            let ours = <Option<Timestamp> as FromSqlite>::get(r, 0).map_err(|e| e.to_string());
+            let sqlx = r
+                .try_get::<Option<Timestamp>, _>(0)
+                .map_err(|e| e.to_string());
+            assert_eq!(ours, sqlx);
+        }
+        // Those sqlx reads are read, and the others are errors, as in sqlx.
+        let read = rows
+            .iter()
+            .filter(|r| <Option<Timestamp> as FromSqlite>::get(r, 0).is_ok_and(|t| t.is_some()))
+            .count();
+        assert_eq!(read, 5);
+        assert!(<Timestamp as FromSqlite>::get(&rows[5], 0).is_err(), "NULL");
     }
 
     #[test]
