@@ -144,15 +144,16 @@ async fn main() -> std::io::Result<()> {
     } else {
         db.clone()
     };
-    // As Keel's hot reads: connections like the read pool's, kept beside it.
-    let data = web::Data::new(Readers(
-        readers.get_database_backend(),
-        Reads::beside(&readers),
-    ));
+    // As Keel's hot reads: connections like the read pool's, kept beside
+    // it, a part for each worker.
+    let backend = readers.get_database_backend();
+    let reads = Reads::split_beside(&readers, workers);
+    let next_worker = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
     let writer = web::Data::new(Writer(db));
     HttpServer::new(move || {
+        let worker = next_worker.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         App::new()
-            .app_data(data.clone())
+            .app_data(web::Data::new(Readers(backend, reads.part(worker))))
             .app_data(writer.clone())
             .route("/read/{n}", web::get().to(read))
             .route("/insert", web::post().to(insert))

@@ -306,7 +306,11 @@ impl Application {
     pub async fn build(config: Config) -> Result<Application, StartError> {
         let attachments_dir = config.data_dir.join("attachments");
         std::fs::create_dir_all(&attachments_dir)?;
-        let store = open_store(&config).await?;
+        let workers = match config.http.workers {
+            0 => std::thread::available_parallelism().map_or(2, std::num::NonZeroUsize::get),
+            n => n,
+        };
+        let store = open_store(&config).await?.with_read_parts(workers);
         ensure_admin(&store, &config).await?;
         let secret = match &config.auth.jwt_secret {
             Some(s) => s.expose().as_bytes().to_vec(),
@@ -379,8 +383,14 @@ impl Application {
         };
         let listener = TcpListener::bind(&config.listen)?;
         let port = listener.local_addr()?.port();
-        let mut server = HttpServer::new(move || {
-            let state = state.clone();
+        // Each worker reads through its own part of the hot reads'
+        // connections (`Store::with_read_parts`); the factory below runs
+        // once per worker.
+        let next_worker = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+        let server = HttpServer::new(move || {
+            let mut state = state.clone();
+            let worker = next_worker.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+            state.store = state.store.for_worker(worker);
             App::new()
                 .wrap(from_fn(keel_api::idempotency::idempotency))
                 .wrap(from_fn(keel_api::auth::require_auth))
@@ -392,10 +402,8 @@ impl Application {
         .client_request_timeout(Duration::from_secs(config.http.client_request_timeout_secs))
         .client_disconnect_timeout(Duration::from_secs(5))
         .max_connection_rate(256)
-        .shutdown_timeout(10);
-        if config.http.workers > 0 {
-            server = server.workers(config.http.workers);
-        }
+        .shutdown_timeout(10)
+        .workers(workers);
         let server = server.listen(listener)?.run();
         tracing::info!(port, "keel listening");
         Ok(Application {

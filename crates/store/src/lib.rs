@@ -52,7 +52,7 @@ pub struct Store {
     /// Incident creates waiting to be written together (PostgreSQL).
     creates: Arc<combine::Combiner<incidents::Created>>,
     /// The connections of gets and list pages ([`reads`]).
-    reads: Arc<reads::Reads>,
+    reads: reads::Reads,
 }
 
 /// How long a PostgreSQL connection may sit idle in the pool before it is
@@ -137,7 +137,7 @@ impl Store {
                 .await
                 .map_err(StoreError::from)?;
             Ok(Store {
-                reads: Arc::new(reads::Reads::beside(&db)),
+                reads: reads::Reads::beside(&db),
                 db,
                 batcher: Some(batch::Batcher::start(writer.clone())?),
                 writer,
@@ -151,7 +151,7 @@ impl Store {
                 .map_err(StoreError::from)?;
             Ok(Store {
                 writer: db.clone(),
-                reads: Arc::new(reads::Reads::beside(&db)),
+                reads: reads::Reads::beside(&db),
                 db,
                 cache: Arc::new(cache::ConfigCache::new(DEFAULT_CONFIG_CACHE)),
                 density: Arc::default(),
@@ -238,6 +238,24 @@ impl Store {
 
     pub fn backend(&self) -> DatabaseBackend {
         self.db.get_database_backend()
+    }
+
+    /// This store with its hot reads' connections ([`reads`]) in `n`
+    /// parts, one for each of `n` HTTP workers, which then read through
+    /// [`Store::for_worker`]. For a store that has not read yet: the
+    /// connections the hot reads had are closed.
+    pub fn with_read_parts(mut self, n: usize) -> Store {
+        self.reads = reads::Reads::split_beside(&self.db, n);
+        self
+    }
+
+    /// This store, reading through the hot reads' part `i`
+    /// ([`Store::with_read_parts`]); everything else is shared.
+    pub fn for_worker(&self, i: usize) -> Store {
+        Store {
+            reads: self.reads.part(i),
+            ..self.clone()
+        }
     }
 
     /// The connections open, idle and allowed: the pool's and the hot

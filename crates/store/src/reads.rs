@@ -26,7 +26,7 @@
 //! Public for the benchmark's speed of light (`bench/lightspeed`), which
 //! reads its one row the way Keel reads its hot ones.
 
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use sea_orm::sqlx::{self, Connection, Database};
@@ -36,19 +36,85 @@ use tokio::sync::Semaphore;
 
 use crate::rows::db_err;
 
-/// The hot reads' connections, on whichever database the store uses.
-pub enum Reads {
+/// The hot reads' connections, on whichever database the store uses, in
+/// one or more parts ([`Reads::split_beside`]); a `Reads` reads through
+/// one of them ([`Reads::part`]) and counts and closes them all. Cloning
+/// one is cheap: the clones share the connections.
+#[derive(Clone)]
+pub struct Reads {
+    parts: Arc<[Part]>,
+    at: usize,
+}
+
+/// One part's connections.
+enum Part {
     Postgres(Conns<sqlx::Postgres>),
     Sqlite(Conns<sqlx::Sqlite>),
+}
+
+impl Part {
+    fn beside(db: &DatabaseConnection, max: u32) -> Part {
+        if db.get_database_backend() == DatabaseBackend::Postgres {
+            Part::Postgres(Conns::beside(db.get_postgres_connection_pool(), max))
+        } else {
+            Part::Sqlite(Conns::beside(db.get_sqlite_connection_pool(), max))
+        }
+    }
+
+    fn stats(&self) -> (u32, u32, u32) {
+        match self {
+            Part::Postgres(c) => c.stats(),
+            Part::Sqlite(c) => c.stats(),
+        }
+    }
 }
 
 impl Reads {
     /// Connections like those of `db`'s pool, up to as many as it may hold.
     pub fn beside(db: &DatabaseConnection) -> Reads {
-        if db.get_database_backend() == DatabaseBackend::Postgres {
-            Reads::Postgres(Conns::beside(db.get_postgres_connection_pool()))
-        } else {
-            Reads::Sqlite(Conns::beside(db.get_sqlite_connection_pool()))
+        Reads::split_beside(db, 1)
+    }
+
+    /// [`Reads::beside`] in `parts` parts (at least one), which share the
+    /// pool's number of connections between them (each at least one): one
+    /// per HTTP worker thread, each worker reading through its own
+    /// ([`Reads::part`]).
+    ///
+    /// A read that finds no free connection waits for one, and the read
+    /// that gives one back wakes it. With one part for both workers of a
+    /// two-core machine, the read woken was on the other worker's thread
+    /// about half the time, and waking a thread that waits for work is a
+    /// system call (tokio writes to its event descriptor) and a context
+    /// switch: under a load of gets on SQLite, 0.5 such wakes per get.
+    /// With a part per worker, a read waits only for its own thread's reads
+    /// (bench/RESULTS.md, eighteenth session).
+    pub fn split_beside(db: &DatabaseConnection, parts: usize) -> Reads {
+        let max = match db.get_database_backend() {
+            DatabaseBackend::Postgres => db
+                .get_postgres_connection_pool()
+                .options()
+                .get_max_connections(),
+            _ => db
+                .get_sqlite_connection_pool()
+                .options()
+                .get_max_connections(),
+        }
+        .max(1);
+        let n = u32::try_from(parts.max(1)).unwrap_or(u32::MAX).min(max);
+        Reads {
+            parts: (0..n)
+                .map(|i| Part::beside(db, max / n + u32::from(i < max % n)))
+                .collect(),
+            at: 0,
+        }
+    }
+
+    /// The same connections, reading through part `i` (counted around:
+    /// any `i` names a part).
+    pub fn part(&self, i: usize) -> Reads {
+        Reads {
+            parts: Arc::clone(&self.parts),
+            at: i % self.parts.len().max(1),
         }
     }
 
@@ -58,32 +124,47 @@ impl Reads {
     pub async fn fetch_all(&self, stmt: Statement) -> Result<Vec<QueryResult>, sea_orm::DbErr> {
         let sql = stmt.sql;
         let values = SqlxValues(stmt.values.unwrap_or(Values(Vec::new())));
-        match self {
-            Reads::Postgres(c) => {
+        match self.parts.get(self.at) {
+            Some(Part::Postgres(c)) => {
                 let rows = c.fetch_all(&sql, values).await.map_err(db_err)?;
                 Ok(rows.into_iter().map(QueryResult::from).collect())
             }
-            Reads::Sqlite(c) => {
+            Some(Part::Sqlite(c)) => {
                 let rows = c.fetch_all(&sql, values).await.map_err(db_err)?;
                 Ok(rows.into_iter().map(QueryResult::from).collect())
             }
+            // `at` always names a part, and there is at least one.
+            None => Err(sea_orm::DbErr::ConnectionAcquire(
+                sea_orm::ConnAcquireErr::ConnectionClosed,
+            )),
         }
     }
 
     /// How many connections are open, how many of them idle, and the most
-    /// there may be.
+    /// there may be: all parts together.
     pub fn stats(&self) -> (u32, u32, u32) {
-        match self {
-            Reads::Postgres(c) => c.stats(),
-            Reads::Sqlite(c) => c.stats(),
-        }
+        self.parts.iter().map(Part::stats).fold((0, 0, 0), |a, b| {
+            (
+                a.0.saturating_add(b.0),
+                a.1.saturating_add(b.1),
+                a.2.saturating_add(b.2),
+            )
+        })
     }
 
-    /// Closes the idle connections (a read still running closes its own).
+    /// How many parts there are.
+    pub fn parts(&self) -> usize {
+        self.parts.len()
+    }
+
+    /// Closes the idle connections of every part (a read still running
+    /// closes its own).
     pub async fn close(&self) {
-        match self {
-            Reads::Postgres(c) => c.close().await,
-            Reads::Sqlite(c) => c.close().await,
+        for part in self.parts.iter() {
+            match part {
+                Part::Postgres(c) => c.close().await,
+                Part::Sqlite(c) => c.close().await,
+            }
         }
     }
 }
@@ -119,8 +200,8 @@ where
     for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
     SqlxValues: sqlx::IntoArguments<DB>,
 {
-    fn beside(pool: &sqlx::Pool<DB>) -> Self {
-        let max = pool.options().get_max_connections().max(1);
+    fn beside(pool: &sqlx::Pool<DB>, max: u32) -> Self {
+        let max = max.max(1);
         Conns {
             options: (*pool.connect_options()).clone(),
             idle: Mutex::new(Vec::new()),
@@ -333,6 +414,53 @@ mod tests {
             "{err:?}"
         );
         reads.close().await;
+    }
+
+    #[tokio::test]
+    async fn split_reads_share_the_pools_connections_and_a_read_waits_only_for_its_own_part() {
+        let Some(url) = postgres_url() else { return };
+        let db = connect(&url, 5).await;
+        // Five connections in two parts: three and two; parts named
+        // around, and at most one part per connection.
+        let reads = Reads::split_beside(&db, 2);
+        assert_eq!((reads.parts(), reads.stats()), (2, (0, 0, 5)));
+        assert_eq!(Reads::split_beside(&db, 9).parts(), 5);
+        assert_eq!(Reads::split_beside(&db, 0).parts(), 1);
+        let (first, second) = (reads.part(0), reads.part(3));
+        let db = &db;
+        // The second part's two connections are both busy: a third read
+        // there waits for one of them, while the first part answers at
+        // once. Each read answers when it ended.
+        let busy = |r: &Reads| {
+            let r = r.clone();
+            async move {
+                let rows = r.fetch_all(sql(db, "SELECT pg_sleep(0.5)")).await;
+                (rows.is_ok(), Instant::now())
+            }
+        };
+        let after_the_busy_ones_began = |r: Reads| async move {
+            tokio::time::sleep(Duration::from_millis(100)).await;
+            let rows = r.fetch_all(sql(db, "SELECT 1 AS one")).await;
+            (rows.is_ok(), Instant::now())
+        };
+        let (a, b, waited, quick) = tokio::join!(
+            busy(&second),
+            busy(&second),
+            after_the_busy_ones_began(second.clone()),
+            after_the_busy_ones_began(first.clone())
+        );
+        assert!(a.0 && b.0 && waited.0 && quick.0);
+        let first_free = a.1.min(b.1);
+        assert!(
+            waited.1 >= first_free,
+            "the third read waited for a connection"
+        );
+        assert!(quick.1 < first_free, "the other part's read did not");
+        // Counted together: the first part's one connection and the
+        // second's two, all idle now.
+        assert_eq!(first.stats(), (3, 3, 5));
+        reads.close().await;
+        assert_eq!(second.stats(), (0, 0, 5));
     }
 
     #[tokio::test]
