@@ -767,7 +767,8 @@ async fn load_rows(
 /// `rows` is [`Rows::Whole`]) and decodes its rows.
 async fn load_statement(store: &Store, stmt: Statement, rows: Rows) -> Result<Loaded, StoreError> {
     let whole = matches!(rows, Rows::Whole(_));
-    let joined = whole && store.backend() == DatabaseBackend::Postgres;
+    // As `load_one_query` builds it: JSON on SQLite, joined elsewhere.
+    let joined = whole && store.backend() != DatabaseBackend::Sqlite;
     // Where a get's columns are, kept from its statement's first result:
     // finding them by name was 3.5 % of a get (bench/RESULTS.md,
     // sixteenth session).
