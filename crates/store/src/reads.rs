@@ -67,6 +67,20 @@ impl Part {
             Part::Sqlite(c) => c.stats(),
         }
     }
+
+    fn postgres(&self) -> Option<&Conns<sqlx::Postgres>> {
+        match self {
+            Part::Postgres(c) => Some(c),
+            Part::Sqlite(_) => None,
+        }
+    }
+
+    fn sqlite(&self) -> Option<&Conns<sqlx::Sqlite>> {
+        match self {
+            Part::Sqlite(c) => Some(c),
+            Part::Postgres(_) => None,
+        }
+    }
 }
 
 impl Reads {
@@ -131,22 +145,22 @@ impl Reads {
         let values = SqlxValues(stmt.values.unwrap_or(Values(Vec::new())));
         match self.parts.get(self.at) {
             Some(Part::Postgres(own)) => {
-                let others = self.parts.iter().filter_map(|p| match p {
-                    Part::Postgres(c) => Some(c),
-                    Part::Sqlite(_) => None,
-                });
-                let (c, permit) = permit(own, others).await.map_err(db_err)?;
-                let rows = c.fetch_all(permit, &sql, values).await.map_err(db_err)?;
-                Ok(rows.into_iter().map(QueryResult::from).collect())
+                run(
+                    own,
+                    self.parts.iter().filter_map(Part::postgres),
+                    &sql,
+                    values,
+                )
+                .await
             }
             Some(Part::Sqlite(own)) => {
-                let others = self.parts.iter().filter_map(|p| match p {
-                    Part::Sqlite(c) => Some(c),
-                    Part::Postgres(_) => None,
-                });
-                let (c, permit) = permit(own, others).await.map_err(db_err)?;
-                let rows = c.fetch_all(permit, &sql, values).await.map_err(db_err)?;
-                Ok(rows.into_iter().map(QueryResult::from).collect())
+                run(
+                    own,
+                    self.parts.iter().filter_map(Part::sqlite),
+                    &sql,
+                    values,
+                )
+                .await
             }
             // `at` always names a part, and there is at least one.
             None => Err(sea_orm::DbErr::ConnectionAcquire(
@@ -182,6 +196,24 @@ impl Reads {
             }
         }
     }
+}
+
+/// Runs `sql` on a connection of `own` or, if it has none free, of
+/// `others` ([`permit`]), and answers its rows as sea-orm's.
+async fn run<'a, DB: Database>(
+    own: &'a Conns<DB>,
+    others: impl Iterator<Item = &'a Conns<DB>>,
+    sql: &str,
+    values: SqlxValues,
+) -> Result<Vec<QueryResult>, sea_orm::DbErr>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    SqlxValues: sqlx::IntoArguments<DB>,
+    QueryResult: From<DB::Row>,
+{
+    let (c, permit) = permit(own, others).await.map_err(db_err)?;
+    let rows = c.fetch_all(permit, sql, values).await.map_err(db_err)?;
+    Ok(rows.into_iter().map(QueryResult::from).collect())
 }
 
 /// A read's part and permit: `own`'s if one is free, else the first of
