@@ -243,27 +243,38 @@ macro_rules! from_sqlite_as_sqlx {
 
 from_sqlite_as_sqlx!(uuid::Uuid, String, i64, i32, bool);
 
-/// The timestamp at `i`, if it is text [`keel_core::time::parse_rfc3339_utc`]
-/// reads; `None` leaves it to sqlx.
-fn timestamp_text(
-    r: &sqlx::sqlite::SqliteRow,
-    i: usize,
-) -> Result<Option<keel_core::time::Timestamp>, sqlx::Error> {
+/// What [`timestamp_text`] found at a column.
+enum TimestampAt {
+    Null,
+    /// Text [`keel_core::time::parse_rfc3339_utc`] read.
+    Read(keel_core::time::Timestamp),
+    /// Anything else: sqlx's to read, or to refuse.
+    Other,
+}
+
+/// The timestamp at `i`, if it is NULL or text
+/// [`keel_core::time::parse_rfc3339_utc`] reads.
+fn timestamp_text(r: &sqlx::sqlite::SqliteRow, i: usize) -> Result<TimestampAt, sqlx::Error> {
     use sqlx::{Decode, Sqlite, Type, ValueRef};
     let v = r.try_get_raw(i)?;
-    if v.is_null() || !<&str as Type<Sqlite>>::compatible(&v.type_info()) {
-        return Ok(None);
+    if v.is_null() {
+        return Ok(TimestampAt::Null);
+    }
+    if !<&str as Type<Sqlite>>::compatible(&v.type_info()) {
+        return Ok(TimestampAt::Other);
     }
     Ok(<&str as Decode<Sqlite>>::decode(v)
         .ok()
-        .and_then(keel_core::time::parse_rfc3339_utc))
+        .and_then(keel_core::time::parse_rfc3339_utc)
+        .map_or(TimestampAt::Other, TimestampAt::Read))
 }
 
 impl FromSqlite for keel_core::time::Timestamp {
     fn get(r: &sqlx::sqlite::SqliteRow, i: usize) -> Result<Self, sqlx::Error> {
         match timestamp_text(r, i)? {
-            Some(t) => Ok(t),
-            None => r.try_get(i),
+            TimestampAt::Read(t) => Ok(t),
+            // sqlx's error for a NULL, or its own reading.
+            TimestampAt::Null | TimestampAt::Other => r.try_get(i),
         }
     }
 }
@@ -271,8 +282,11 @@ impl FromSqlite for keel_core::time::Timestamp {
 impl FromSqlite for Option<keel_core::time::Timestamp> {
     fn get(r: &sqlx::sqlite::SqliteRow, i: usize) -> Result<Self, sqlx::Error> {
         match timestamp_text(r, i)? {
-            Some(t) => Ok(Some(t)),
-            None => r.try_get(i),
+            TimestampAt::Read(t) => Ok(Some(t)),
+            // As sqlx reads a NULL into an `Option`, without looking the
+            // column up again.
+            TimestampAt::Null => Ok(None),
+            TimestampAt::Other => r.try_get(i),
         }
     }
 }
