@@ -699,10 +699,10 @@ async fn a_listed_incident_is_shown_as_a_get_shows_it(app: TestApp) {
 
 both!(a_groups_open_queue_pages_in_date_order_with_a_priority_filter);
 /// A queue: several open states, one group, some priorities, newest first.
-/// Its page's numbers are found first (in date order, each state's share
-/// is read on its own and the shares merged) and their rows read after;
-/// every match must still come once, in order, across pages, both ways,
-/// with or without the group.
+/// In date order each state's share is read on its own and the shares
+/// merged (a group's page's numbers first and their rows after; without a
+/// group, on PostgreSQL, the rows themselves); every match must still come
+/// once, in order, across pages, both ways, with or without the group.
 async fn a_groups_open_queue_pages_in_date_order_with_a_priority_filter(app: TestApp) {
     let desk = app.desk().await;
     let agent = &desk.agent.token;
@@ -759,6 +759,12 @@ async fn a_groups_open_queue_pages_in_date_order_with_a_priority_filter(app: Tes
         search_pages(&app, agent, &every_state).await,
         everyone_newest_first
     );
+    let oldest_first = [
+        ("state", "new,in_progress,on_hold"),
+        ("priority", "4,5"),
+        ("sort", "created_at"),
+    ];
+    assert_eq!(search_pages(&app, agent, &oldest_first).await, everyone);
     // A state named twice changes nothing.
     let twice = [
         ("state", "on_hold,new,in_progress,new"),
@@ -772,6 +778,10 @@ async fn a_groups_open_queue_pages_in_date_order_with_a_priority_filter(app: Tes
     // A requester sees none of it: the queue holds none of their incidents.
     assert_eq!(
         search_pages(&app, &desk.requester.token, &filter("-created_at")).await,
+        Vec::<String>::new()
+    );
+    assert_eq!(
+        search_pages(&app, &desk.requester.token, &every_state).await,
         Vec::<String>::new()
     );
     app.finish().await;

@@ -249,7 +249,7 @@ impl Writes {
 
 /// `$n` placeholders renumbered as `$(n + offset)`, outside quoted strings
 /// and identifiers.
-fn shift_placeholders(sql: &str, offset: usize) -> String {
+pub(crate) fn shift_placeholders(sql: &str, offset: usize) -> String {
     if offset == 0 {
         return sql.to_owned();
     }
