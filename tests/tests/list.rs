@@ -700,8 +700,8 @@ async fn a_listed_incident_is_shown_as_a_get_shows_it(app: TestApp) {
 both!(a_groups_open_queue_pages_in_date_order_with_a_priority_filter);
 /// A queue: several open states, one group, some priorities, newest first.
 /// In date order each state's share is read on its own and the shares
-/// merged (a group's page's numbers first and their rows after; without a
-/// group, on PostgreSQL, the rows themselves); every match must still come
+/// merged (on PostgreSQL a group's page's numbers first and their rows
+/// after; otherwise the rows themselves); every match must still come
 /// once, in order, across pages, both ways, with or without the group.
 async fn a_groups_open_queue_pages_in_date_order_with_a_priority_filter(app: TestApp) {
     let desk = app.desk().await;

@@ -612,46 +612,62 @@ async fn with_names(store: &Store, mut loaded: Loaded) -> Result<Loaded, StoreEr
     Ok(loaded)
 }
 
-/// The numbers (and creation times) of a page of a queue of several states
-/// in creation order: each state's rows in index order (`(state,
-/// created_at)` or `(group, state, created_at, number, priority)` gives
-/// them so), merged, and the first `page` of those, so that each state
-/// reads about a page of index entries. Sorting every open row of the
-/// queue instead read 4 492 index entries for the busiest group at 1 M
-/// incidents, 2 ms in `sqlite3` against 0.19 ms, and the whole desk's queue
-/// (no group) sorted every row of its priorities, 834 ms against 1 ms
-/// (bench/RESULTS.md, eighth session).
+/// A page of a queue of several states in creation order: each state's
+/// rows in index order (`(state, created_at)` or `(group, state,
+/// created_at, number, priority)` gives them so), merged, and the first
+/// `page` of those, so that each state reads about a page of index
+/// entries. Sorting every open row of the queue instead read 4 492 index
+/// entries for the busiest group at 1 M incidents, 2 ms in `sqlite3`
+/// against 0.19 ms, and the whole desk's queue (no group) sorted every row
+/// of its priorities, 834 ms against 1 ms (bench/RESULTS.md, eighth
+/// session).
 ///
 /// The two databases need different shapes for the same lazy merge:
-/// - SQLite flattens a plain union of the states into its `MERGE (UNION
-///   ALL)` of their index scans. When each state was a derived table with
-///   its own limit (until the ninth session), it sorted each again in a
-///   temporary B-tree before merging them.
-/// - PostgreSQL (`limited`) merges limited states (Merge Append of their
-///   index scans), but plans a plain union as an Append of every open row
-///   and a sort: for the whole desk at 100 k incidents, 2 098 rows and
-///   5.8-8.2 ms in `EXPLAIN ANALYZE`, against 0.29 ms.
+/// - SQLite ([`Newest::Rows`]) flattens a plain union of the states into
+///   its `MERGE (UNION ALL)` of their index scans, and reads each row the
+///   merge takes from the table by the rowid in the index entry (after
+///   testing the filter on the entry, when the index holds it). When each
+///   state was a derived table with its own limit (until the ninth
+///   session), it sorted each again in a temporary B-tree before merging
+///   them. Until the nineteenth session the union gave the page's numbers
+///   and the rows were read by a join after it: one more descent of the
+///   number index per row (bench/RESULTS.md).
+/// - PostgreSQL ([`Newest::Numbers`]) merges limited states (Merge Append
+///   of their index scans), but plans a plain union as an Append of every
+///   open row and a sort: for the whole desk at 100 k incidents, 2 098 rows
+///   and 5.8-8.2 ms in `EXPLAIN ANALYZE`, against 0.29 ms. For a group's
+///   queue the numbers come from an index-only scan and the rows by a join
+///   after (see [`newest_rows_of_each`] for why, and for the queues that
+///   name no group).
+enum Newest {
+    /// The page's numbers and creation times, sorted and limited.
+    Numbers(sea_orm::sea_query::SelectStatement),
+    /// The union of the states' whole rows, to be read as the table
+    /// `incidents`, sorted and limited.
+    Rows(sea_orm::sea_query::SelectStatement),
+}
+
 fn newest_of_each(
     states: &[State],
     unstated: &Condition,
     order: sea_orm::Order,
     page: u64,
     limited: bool,
-) -> Option<sea_orm::sea_query::SelectStatement> {
+) -> Option<Newest> {
     use sea_orm::sea_query::UnionType;
     let number = incident::Column::Number;
     let created = incident::Column::CreatedAt;
     let share = |i: usize, s: &State| {
         let mut rows = Query::select()
-            .columns([number, created])
             .from(incident::Entity)
             .cond_where(unstated.clone().add(incident::Column::State.eq(s.as_str())))
             .take();
         if !limited {
-            return rows;
+            return rows.columns(incident::Column::iter()).take();
         }
         // A compound's members cannot be sorted or limited themselves, so
         // each limited share is a derived table.
+        let mut rows = rows.columns([number, created]).take();
         rows.order_by((incident::Entity, created), order.clone())
             .order_by((incident::Entity, number), order.clone())
             .limit(page);
@@ -671,9 +687,11 @@ fn newest_of_each(
     for s in shares {
         merged.union(UnionType::All, s);
     }
-    // The union is a derived table, sorted and limited outside it. SQLite
-    // flattens it only when the sort key is selected too.
-    Some(
+    if !limited {
+        return Some(Newest::Rows(merged));
+    }
+    // The union is a derived table, sorted and limited outside it.
+    Some(Newest::Numbers(
         Query::select()
             .columns([number, created])
             .from_subquery(merged, Alias::new("states"))
@@ -681,7 +699,7 @@ fn newest_of_each(
             .order_by(number, order)
             .limit(page)
             .take(),
-    )
+    ))
 }
 
 /// [`newest_of_each`] on PostgreSQL for a queue that names no group: the
@@ -1924,7 +1942,21 @@ impl Store {
         } else {
             Expr::col((incident::Entity, col))
         };
-        let q = if open_work && !fts_driven {
+        let (by_state, rows_of_each) = match by_state {
+            Some(Newest::Numbers(n)) => (Some(n), None),
+            Some(Newest::Rows(r)) => (None, Some(r)),
+            None => (None, None),
+        };
+        let q = if let Some(rows) = rows_of_each {
+            // The queue's rows (SQLite), as the table they come from; its
+            // sort key is selected, so SQLite flattens the union.
+            let mut q = incident::Entity::find();
+            QuerySelect::query(&mut q)
+                .from_clear()
+                .from_subquery(rows, Alias::new("incidents"));
+            q.order_by(incident::Column::CreatedAt, order.clone())
+                .order_by(incident::Column::Number, order)
+        } else if open_work && !fts_driven {
             // The page's numbers first, then their rows: the numbers alone
             // come from the group index (which holds the sort key and the
             // priority, m0006) without reading a row (an index-only scan on
