@@ -728,21 +728,30 @@ fn newest_of_each(
 fn newest_rows_of_each(
     states: &[State],
     unstated: &Condition,
-    order: sea_orm::Order,
+    dir: SortDir,
     page: u64,
 ) -> Option<Statement> {
     use sea_orm::sea_query::PostgresQueryBuilder;
+    let order = match dir {
+        SortDir::Asc => sea_orm::Order::Asc,
+        SortDir::Desc => sea_orm::Order::Desc,
+    };
     let number = incident::Column::Number;
     let created = incident::Column::CreatedAt;
     let mut sql = String::from("SELECT * FROM (");
     let mut values: Vec<sea_orm::Value> = Vec::new();
     // A state named twice is one share: two would fill the page with
     // duplicates, and a short page ends the listing early.
-    let states = states
+    let states: Vec<&State> = states
         .iter()
         .enumerate()
-        .filter(|&(i, s)| !states[..i].contains(s));
-    for (n, (_, s)) in states.enumerate() {
+        .filter(|&(i, s)| !states[..i].contains(s))
+        .map(|(_, s)| s)
+        .collect();
+    if states.is_empty() {
+        return None;
+    }
+    for (n, s) in states.into_iter().enumerate() {
         let (share, vals) = Query::select()
             .columns(incident::Column::iter())
             .from(incident::Entity)
@@ -758,12 +767,9 @@ fn newest_rows_of_each(
         sql.push_str(&format!(" LIMIT {page})"));
         values.extend(vals.0);
     }
-    if !sql.ends_with(')') {
-        return None;
-    }
-    let dir = match order {
-        sea_orm::Order::Asc => "ASC",
-        _ => "DESC",
+    let dir = match dir {
+        SortDir::Asc => "ASC",
+        SortDir::Desc => "DESC",
     };
     sql.push_str(&format!(
         ") AS \"incidents\" ORDER BY \"created_at\" {dir}, \"number\" {dir} LIMIT {page}"
@@ -1923,7 +1929,7 @@ impl Store {
         let by_state = open_work && !fts_driven && sort.field == IncidentSort::CreatedAt;
         // A queue of no group on PostgreSQL: its rows as the scans find them.
         let rows_of_each = (by_state && postgres && filter.group.is_none())
-            .then(|| newest_rows_of_each(&filter.states, &cond, order.clone(), page))
+            .then(|| newest_rows_of_each(&filter.states, &cond, sort.dir, page))
             .flatten();
         if let Some(stmt) = rows_of_each {
             let loaded = load_statement(self, stmt, Rows::Plain).await?;
