@@ -647,6 +647,31 @@ enum Newest {
     Rows(sea_orm::sea_query::SelectStatement),
 }
 
+/// The states of a queue, each once: a state named twice is one share,
+/// since two would fill the page with duplicates, and a short page ends
+/// the listing early.
+fn distinct_states(states: &[State]) -> Vec<&State> {
+    states
+        .iter()
+        .enumerate()
+        .filter(|&(i, s)| !states[..i].contains(s))
+        .map(|(_, s)| s)
+        .collect()
+}
+
+/// One state's share of a queue: its rows under `unstated`, no columns
+/// chosen yet.
+fn state_share(unstated: &Condition, state: &State) -> sea_orm::sea_query::SelectStatement {
+    Query::select()
+        .from(incident::Entity)
+        .cond_where(
+            unstated
+                .clone()
+                .add(incident::Column::State.eq(state.as_str())),
+        )
+        .take()
+}
+
 fn newest_of_each(
     states: &[State],
     unstated: &Condition,
@@ -658,10 +683,7 @@ fn newest_of_each(
     let number = incident::Column::Number;
     let created = incident::Column::CreatedAt;
     let share = |i: usize, s: &State| {
-        let mut rows = Query::select()
-            .from(incident::Entity)
-            .cond_where(unstated.clone().add(incident::Column::State.eq(s.as_str())))
-            .take();
+        let mut rows = state_share(unstated, s);
         if !limited {
             return rows.columns(incident::Column::iter()).take();
         }
@@ -676,12 +698,9 @@ fn newest_of_each(
             .from_subquery(rows, Alias::new(format!("share{i}")))
             .take()
     };
-    // A state named twice is one share: two would fill the page with
-    // duplicates, and a short page ends the listing early.
-    let mut shares = states
-        .iter()
+    let mut shares = distinct_states(states)
+        .into_iter()
         .enumerate()
-        .filter(|&(i, s)| !states[..i].contains(s))
         .map(|(i, s)| share(i, s));
     let mut merged = shares.next()?;
     for s in shares {
@@ -740,22 +759,13 @@ fn newest_rows_of_each(
     let created = incident::Column::CreatedAt;
     let mut sql = String::from("SELECT * FROM (");
     let mut values: Vec<sea_orm::Value> = Vec::new();
-    // A state named twice is one share: two would fill the page with
-    // duplicates, and a short page ends the listing early.
-    let states: Vec<&State> = states
-        .iter()
-        .enumerate()
-        .filter(|&(i, s)| !states[..i].contains(s))
-        .map(|(_, s)| s)
-        .collect();
+    let states = distinct_states(states);
     if states.is_empty() {
         return None;
     }
     for (n, s) in states.into_iter().enumerate() {
-        let (share, vals) = Query::select()
+        let (share, vals) = state_share(unstated, s)
             .columns(incident::Column::iter())
-            .from(incident::Entity)
-            .cond_where(unstated.clone().add(incident::Column::State.eq(s.as_str())))
             .order_by((incident::Entity, created), order.clone())
             .order_by((incident::Entity, number), order.clone())
             .build(PostgresQueryBuilder);
