@@ -679,7 +679,10 @@ async fn a_listed_incident_is_shown_as_a_get_shows_it(app: TestApp) {
     for (query, expected) in [
         (vec![], 3),
         (vec![("state", "new,in_progress,on_hold")], 3),
-        (vec![("state", "new,in_progress,on_hold"), ("group", group)], 2),
+        (
+            vec![("state", "new,in_progress,on_hold"), ("group", group)],
+            2,
+        ),
         (vec![("state", "new,in_progress"), ("sort", "priority")], 3),
         (vec![("q", "vpn")], 1),
     ] {

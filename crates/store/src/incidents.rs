@@ -1001,8 +1001,9 @@ fn limited(
 /// A page's statement on PostgreSQL with its rows' SLA timers, joined as
 /// [`load_one_query`] joins a get's ([`Rows::Paged`] decodes it), so that a
 /// page is one statement, not two: the second, for the page's timers by
-/// id, cost a round trip, its planning and its decoding
-/// (bench/RESULTS.md, twentieth session). The page's own statement is kept
+/// id, cost Keel a round trip (a send, a wake, a receive), for about as
+/// much of PostgreSQL's time as the join costs it (bench/RESULTS.md,
+/// twentieth session). The page's own statement is kept
 /// whole inside: a subquery with a limit is never merged into the query
 /// around it, so its plan is the one it had alone.
 ///
