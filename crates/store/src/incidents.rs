@@ -788,7 +788,8 @@ fn newest_rows_of_each(
 /// their SLA timers (joined on PostgreSQL, one column of JSON on SQLite).
 #[derive(Clone, Copy, PartialEq)]
 enum Rows {
-    /// A page's incidents alone (SQLite: see [`load_page`]).
+    /// A page's incidents alone: SQLite's pages and PostgreSQL's
+    /// searches, whose timers are read after ([`load_page`]).
     Plain,
     /// A page's, wrapped by [`with_page_timers`] (PostgreSQL): its rows
     /// in no particular order, and column positions found anew (the texts
