@@ -570,18 +570,25 @@ struct Loaded {
     models: Vec<incident::Model>,
     users: IdMap<UserRef>,
     groups: IdMap<GroupRef>,
-    /// The SLA timers of the models that have any, when they were read
-    /// with them.
+    /// The SLA timers of every model, when they were loaded with them.
     timers: Option<IdMap<Vec<sla_timer::Model>>>,
+}
+
+/// Runs `q` (a page of incidents), then reads the names their views show
+/// in a second statement ([`refs_of`]), for the ids whose names this node
+/// does not keep ([`crate::cache::Names`]). For a page of 50 at 1 M incidents
+/// this is about 10 % faster on SQLite than correlated subqueries in the
+/// page's statement, and no slower on PostgreSQL, where the subqueries ran
+/// one index scan per name per row and joins took 1.4 ms to plan at every
+/// run (bench/RESULTS.md, fifth session).
+async fn load(store: &Store, q: sea_orm::Select<incident::Entity>) -> Result<Loaded, StoreError> {
+    let loaded = load_rows(store, q).await?;
+    with_names(store, loaded).await
 }
 
 /// `loaded` with the names its views show: those this node keeps
 /// ([`crate::cache::Names`]), and the rest read in one statement
-/// ([`refs_of`]). For a page of 50 at 1 M incidents that statement was
-/// about 10 % faster on SQLite than correlated subqueries in the page's
-/// statement, and no slower on PostgreSQL, where the subqueries ran one
-/// index scan per name per row and joins took 1.4 ms to plan at every run
-/// (bench/RESULTS.md, fifth session).
+/// ([`refs_of`]).
 async fn with_names(store: &Store, mut loaded: Loaded) -> Result<Loaded, StoreError> {
     let db = store.conn();
     let mut users: Vec<Uuid> = Vec::new();
@@ -784,23 +791,18 @@ fn newest_rows_of_each(
     ))
 }
 
-/// Which statement [`load_statement`] decodes: incidents alone, or with
-/// their SLA timers (joined on PostgreSQL, one column of JSON on SQLite).
+/// What [`load_rows`] reads beside the incidents themselves.
 #[derive(Clone, Copy, PartialEq)]
 enum Rows {
-    /// A page's incidents alone: SQLite's pages and PostgreSQL's
-    /// searches, whose timers are read after ([`load_page`]).
+    /// Nothing.
     Plain,
-    /// A page's, wrapped by [`with_page_timers`] (PostgreSQL): its rows
-    /// in no particular order, and column positions found anew (the texts
-    /// are many).
-    Paged,
-    /// [`load_one`]'s, for a key by number (`true`) or by id
-    /// ([`rows::SQLITE_TIMERS_JSON`] on SQLite, at [`TIMERS_JSON_AT`]).
+    /// The SLA timers too, of [`load_one`]'s statement for a key by
+    /// number (`true`) or by id: joined on PostgreSQL, one column of JSON
+    /// on SQLite ([`rows::SQLITE_TIMERS_JSON`]).
     Whole(bool),
 }
 
-/// One incident, with its SLA timers: the record and its
+/// [`load`] for one incident, with its SLA timers: the record and its
 /// timers in one statement (one round trip) instead of two, and the
 /// names from the node's names ([`with_names`]), as a list page takes them.
 /// Until the fifteenth session the names were five subqueries of the
@@ -859,16 +861,21 @@ fn load_one_query(key: Key, backend: DatabaseBackend) -> sea_orm::Select<inciden
     q
 }
 
-/// Runs a statement of incidents, with their SLA timers unless `rows` is
-/// [`Rows::Plain`], and decodes its rows.
+/// Runs `q` and decodes its incidents, nothing else.
+async fn load_rows(
+    store: &Store,
+    q: sea_orm::Select<incident::Entity>,
+) -> Result<Loaded, StoreError> {
+    let stmt = q.build(store.backend());
+    load_statement(store, stmt, Rows::Plain).await
+}
+
+/// Runs a statement of incidents (with [`load_one_query`]'s columns when
+/// `rows` is [`Rows::Whole`]) and decodes its rows.
 async fn load_statement(store: &Store, stmt: Statement, rows: Rows) -> Result<Loaded, StoreError> {
-    let whole = rows != Rows::Plain;
-    // As `load_one_query` and `with_page_timers` build it: JSON on SQLite,
-    // joined elsewhere.
+    let whole = matches!(rows, Rows::Whole(_));
+    // As `load_one_query` builds it: JSON on SQLite, joined elsewhere.
     let joined = whole && store.backend() != DatabaseBackend::Sqlite;
-    // A page's joined rows come in whatever order the join gives them, so
-    // an incident's rows need not be next to each other (a get's are).
-    let mut taken: Option<IdMap<()>> = (joined && rows == Rows::Paged).then(IdMap::default);
     // Where a get's columns are, kept from its statement's first result:
     // finding them by name was 3.5 % of a get (bench/RESULTS.md,
     // sixteenth session).
@@ -876,7 +883,7 @@ async fn load_statement(store: &Store, stmt: Statement, rows: Rows) -> Result<Lo
         Rows::Whole(by_number) => Some(
             2 * usize::from(store.backend() == DatabaseBackend::Postgres) + usize::from(by_number),
         ),
-        Rows::Plain | Rows::Paged => None,
+        Rows::Plain => None,
     };
     let [incident_at, timer_at] = kept.map(|k| one_positions()[k].clone()).unwrap_or_default();
     // Whether this result may find positions not kept yet.
@@ -903,7 +910,10 @@ async fn load_statement(store: &Store, stmt: Statement, rows: Rows) -> Result<Lo
             out.models.push(m);
             continue;
         }
-        if rows::holds_timer(&row, TIMER_PREFIX, &mut timer_positions)? {
+        // By its whole name: with a prefix, sea-orm formats the name anew
+        // for every row.
+        let id: Option<Uuid> = row.try_get_by(TIMER_ID)?;
+        if id.is_some() {
             timers.entry(m.id).or_default().push(rows::timer_of(
                 &row,
                 TIMER_PREFIX,
@@ -911,11 +921,7 @@ async fn load_statement(store: &Store, stmt: Statement, rows: Rows) -> Result<Lo
             )?);
         }
         // One row per timer: the incident itself is taken once.
-        let again = match taken.as_mut() {
-            Some(taken) => taken.insert(m.id, ()).is_some(),
-            None => out.models.last().is_some_and(|l| l.id == m.id),
-        };
-        if again {
+        if out.models.last().is_some_and(|l| l.id == m.id) {
             continue;
         }
         out.models.push(m);
@@ -964,78 +970,8 @@ const TIMER_PREFIX: &str = timer_prefix!();
 static TIMERS_JSON_AT: std::sync::LazyLock<usize> =
     std::sync::LazyLock::new(|| incident::Column::iter().count());
 
-/// Runs a page's statement (its rows, limited), with its rows' SLA timers
-/// joined if `join` (PostgreSQL only: [`with_page_timers`]), and takes the
-/// names its views show ([`with_names`]). Otherwise the timers are read
-/// after it, by the page's ids ([`Store::sla_of`]).
-async fn load_page(store: &Store, page: Statement, join: bool) -> Result<Loaded, StoreError> {
-    let loaded = if join && store.backend() == DatabaseBackend::Postgres {
-        load_statement(store, with_page_timers(page), Rows::Paged).await?
-    } else {
-        load_statement(store, page, Rows::Plain).await?
-    };
-    with_names(store, loaded).await
-}
-
-/// `q`, limited to `page` rows, for [`load_page`]. With `written` the
-/// limit is written into the text, not bound: PostgreSQL keeps a statement's
-/// generic plan only when it costs about what the plans for the bound
-/// values did, and with the timers' join ([`with_page_timers`]) a plan for
-/// an unknown limit (a tenth of the table) never did, so the page was
-/// planned again at every run (the first page of 50 at 1 M: 150 → 260 µs
-/// of PostgreSQL's CPU; 135 µs with the limit written). The text is one
-/// per page size; sqlx keeps each prepared.
-fn limited(
-    q: sea_orm::Select<incident::Entity>,
-    page: u64,
-    backend: DatabaseBackend,
-    written: bool,
-) -> Statement {
-    if !written {
-        return q.limit(page).build(backend);
-    }
-    let mut stmt = q.build(backend);
-    stmt.sql.push_str(&format!(" LIMIT {page}"));
-    stmt
-}
-
-/// A page's statement on PostgreSQL with its rows' SLA timers, joined as
-/// [`load_one_query`] joins a get's ([`Rows::Paged`] decodes it), so that a
-/// page is one statement, not two: the second, for the page's timers by
-/// id, cost Keel a round trip (a send, a wake, a receive), for about as
-/// much of PostgreSQL's time as the join costs it (bench/RESULTS.md,
-/// twentieth session). The page's own statement is kept
-/// whole inside: a subquery with a limit is never merged into the query
-/// around it, so its plan is the one it had alone.
-///
-/// Not on SQLite: there the page's rows, materialized for the timers'
-/// JSON (so that they are read for the page's rows only, never for every
-/// row a sort looks at), cost more than the second statement (2.10 → 2.50
-/// M instructions for a group's queue at 1 M).
-fn with_page_timers(page: Statement) -> Statement {
-    static COLUMNS: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
-        sla_timer::Column::iter()
-            .map(|c| {
-                format!(
-                    "\"sla_timers\".\"{0}\" AS \"{TIMER_PREFIX}{0}\"",
-                    c.as_str()
-                )
-            })
-            .collect::<Vec<_>>()
-            .join(", ")
-    });
-    let sql = format!(
-        "SELECT \"paged\".*, {} FROM ({}) AS \"paged\" \
-         LEFT JOIN \"sla_timers\" ON \"sla_timers\".\"record_id\" = \"paged\".\"id\" \
-         AND (sla_timers.record_type = 'incident')",
-        *COLUMNS, page.sql
-    );
-    Statement {
-        sql,
-        values: page.values,
-        db_backend: page.db_backend,
-    }
-}
+/// The timer's id column as [`load_one`] names it.
+const TIMER_ID: &str = concat!(timer_prefix!(), "id");
 
 /// Loads an incident the caller may read; anything else is "not found", so
 /// that ids of other people's incidents reveal nothing.
@@ -2006,7 +1942,8 @@ impl Store {
             .then(|| newest_rows_of_each(&filter.states, &cond, sort.dir, page))
             .flatten();
         if let Some(stmt) = rows_of_each {
-            let loaded = load_page(self, stmt, filter.terms.is_empty()).await?;
+            let loaded = load_statement(self, stmt, Rows::Plain).await?;
+            let loaded = with_names(self, loaded).await?;
             return self.page_of(actor, loaded, sort, limit).await;
         }
         let by_state = by_state
@@ -2080,13 +2017,9 @@ impl Store {
                 .filter(cond)
                 .order_by(sort_key, order.clone())
                 .order_by(incident::Column::Number, order)
-        };
-        // A search's best plan depends on how common its words are, so
-        // PostgreSQL plans it for each run's words (its limit bound makes
-        // sure of it: see `limited`), and its timers are read after it,
-        // which planning a join at every run cost more than.
-        let join = postgres && filter.terms.is_empty();
-        let loaded = load_page(self, limited(q, page, self.backend(), join), join).await?;
+        }
+        .limit(page);
+        let loaded = load(self, q).await?;
         self.page_of(actor, loaded, sort, limit).await
     }
 

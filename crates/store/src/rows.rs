@@ -401,28 +401,6 @@ decoder!(
     }
 );
 
-/// Whether a row of an incident left-joined to its SLA timers holds a
-/// timer: its `{prefix}id` is not NULL. On PostgreSQL tested by position
-/// (found once per result in `positions`, as [`timer_of`] finds them): by
-/// name, sea-orm formats the name for its error at every NULL, which a
-/// page of incidents without timers met on every row.
-pub(crate) fn holds_timer(
-    row: &sea_orm::QueryResult,
-    prefix: &str,
-    positions: &mut Positions,
-) -> Result<bool, sea_orm::DbErr> {
-    use sea_orm::sqlx::{Row as _, ValueRef as _};
-    if let Some(r) = row.try_as_pg_row()
-        && let Some(&at) = positions
-            .of::<_, sla_timer::Column>(r, prefix)
-            .and_then(|p| p.get(sla_timer::Column::Id as usize))
-    {
-        return Ok(!r.try_get_raw(at).map_err(db_err)?.is_null());
-    }
-    let id: Option<uuid::Uuid> = row.try_get_by(format!("{prefix}id").as_str())?;
-    Ok(id.is_some())
-}
-
 /// A get's SLA timers on SQLite, as one column: the incident's timers as
 /// a JSON array of arrays, in [`sla_timer::Column`] order, ids as hex
 /// (sqlx keeps a UUID as a 16-byte BLOB, which JSON cannot hold; `hex` of
