@@ -672,9 +672,10 @@ async fn a_listed_incident_is_shown_as_a_get_shows_it(app: TestApp) {
             assert_eq!(steady(item.clone()), steady(read));
         }
     }
-    // Every shape of page statement (PostgreSQL joins a page's timers to
-    // its rows unless it is a search), one incident per page so that the
-    // limit is taken before the timers: each item has its two targets.
+    // Every shape of page statement (the default list, the queues read
+    // state by state with and without a group, another order, a search),
+    // one incident per page: each item is what a get shows, with its two
+    // targets, and each incident comes once.
     let group = desk.group.as_str();
     for (query, expected) in [
         (vec![], 3),
