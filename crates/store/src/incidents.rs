@@ -751,10 +751,7 @@ fn newest_rows_of_each(
     page: u64,
 ) -> Option<Statement> {
     use sea_orm::sea_query::PostgresQueryBuilder;
-    let order = match dir {
-        SortDir::Asc => sea_orm::Order::Asc,
-        SortDir::Desc => sea_orm::Order::Desc,
-    };
+    let order = sql_order(dir);
     let number = incident::Column::Number;
     let created = incident::Column::CreatedAt;
     let mut sql = String::from("SELECT * FROM (");
@@ -789,6 +786,14 @@ fn newest_rows_of_each(
         sql,
         values,
     ))
+}
+
+/// `dir` as sea-query orders.
+fn sql_order(dir: SortDir) -> sea_orm::Order {
+    match dir {
+        SortDir::Asc => sea_orm::Order::Asc,
+        SortDir::Desc => sea_orm::Order::Desc,
+    }
 }
 
 /// What [`load_rows`] reads beside the incidents themselves.
@@ -1919,10 +1924,7 @@ impl Store {
                 });
             }
         }
-        let order = match sort.dir {
-            SortDir::Asc => sea_orm::Order::Asc,
-            SortDir::Desc => sea_orm::Order::Desc,
-        };
+        let order = sql_order(sort.dir);
         // Open work is short and history is long. When the filter asks for
         // several states, all open, SQLite should find those rows through a
         // state index and sort them, but left to itself it walks the whole
@@ -1938,15 +1940,15 @@ impl Store {
         let postgres = self.backend() == DatabaseBackend::Postgres;
         let by_state = open_work && !fts_driven && sort.field == IncidentSort::CreatedAt;
         // A queue of no group on PostgreSQL: its rows as the scans find them.
-        let rows_of_each = (by_state && postgres && filter.group.is_none())
+        let pg_rows = (by_state && postgres && filter.group.is_none())
             .then(|| newest_rows_of_each(&filter.states, &cond, sort.dir, page))
             .flatten();
-        if let Some(stmt) = rows_of_each {
+        if let Some(stmt) = pg_rows {
             let loaded = load_statement(self, stmt, Rows::Plain).await?;
             let loaded = with_names(self, loaded).await?;
             return self.page_of(actor, loaded, sort, limit).await;
         }
-        let by_state = by_state
+        let newest = by_state
             .then(|| newest_of_each(&filter.states, &cond, order.clone(), page, postgres))
             .flatten();
         if !filter.states.is_empty() {
@@ -1958,12 +1960,12 @@ impl Store {
         } else {
             Expr::col((incident::Entity, col))
         };
-        let (by_state, rows_of_each) = match by_state {
+        let (newest_numbers, newest_rows) = match newest {
             Some(Newest::Numbers(n)) => (Some(n), None),
             Some(Newest::Rows(r)) => (None, Some(r)),
             None => (None, None),
         };
-        let q = if let Some(rows) = rows_of_each {
+        let q = if let Some(rows) = newest_rows {
             // The queue's rows (SQLite), as the table they come from; its
             // sort key is selected, so SQLite flattens the union.
             let mut q = incident::Entity::find();
@@ -1984,7 +1986,7 @@ impl Store {
             // temporary B-tree of the numbers and another to sort the
             // rows, whole descriptions and all. `CROSS JOIN` keeps SQLite
             // from reordering the join (and the numbers a co-routine).
-            let numbers = by_state.unwrap_or_else(|| {
+            let numbers = newest_numbers.unwrap_or_else(|| {
                 Query::select()
                     .column((incident::Entity, incident::Column::Number))
                     .from(incident::Entity)
