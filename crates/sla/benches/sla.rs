@@ -93,9 +93,18 @@ fn elapsed(c: &mut Criterion) {
     let to = utc("2026-04-15T00:00:00Z");
     assert_eq!(clock.seconds_between(from, to), 20 * DAY_SECS);
 
+    // Two years: an incident still open since 2025 (a queue's oldest).
+    let long_from = utc("2025-01-06T08:00:00Z");
+    let long_to = utc("2027-01-06T08:00:00Z");
+    let week = clock.seconds_between(long_from, utc("2025-01-13T08:00:00Z"));
+    assert_eq!(week, 5 * DAY_SECS);
+
     let mut g = c.benchmark_group("elapsed");
     g.bench_function("berlin_one_month_over_dst_and_easter", |b| {
         b.iter(|| black_box(&clock).seconds_between(black_box(from), black_box(to)))
+    });
+    g.bench_function("berlin_two_years", |b| {
+        b.iter(|| black_box(&clock).seconds_between(black_box(long_from), black_box(long_to)))
     });
     g.finish();
 }

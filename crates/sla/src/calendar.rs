@@ -24,11 +24,18 @@
 //! * The zone's UTC offset is assumed to change at most once in any six hours,
 //!   which holds for every zone in the IANA database.
 //!
-//! Counting walks the span in stretches of constant UTC offset and, inside
-//! each, local day by local day: work is proportional to the number of days,
-//! never to the number of seconds.
+//! Counting walks the span in stretches of constant UTC offset. Between
+//! 2000 and 2060 the stretches run from one change of offset to the next
+//! (the zone's changes are found once per process, [`offset_changes`]);
+//! outside, in stretches of at most six hours. Inside a stretch, a count
+//! ([`Clock::seconds_between`]) takes whole weeks at once and then corrects
+//! for the holidays and exceptions in them, so a two-year span costs about
+//! what a week does; finding a due time ([`Clock::add_seconds`]) goes local
+//! day by local day until the target is reached. Work is never proportional
+//! to the number of seconds.
 
 use std::collections::BTreeSet;
+use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Datelike, NaiveDate, Offset, TimeZone, Utc};
 use chrono_tz::Tz;
@@ -39,6 +46,12 @@ use crate::error::SlaError;
 const DAY: i64 = 86_400;
 /// Longest stretch inspected for a change of UTC offset at once.
 const STRETCH: i64 = 6 * 3_600;
+/// The span whose changes of UTC offset are looked up once per zone
+/// ([`offset_changes`]): 2000-01-01 to 2060-01-01, UTC.
+const CHANGES_FROM: i64 = 946_684_800;
+const CHANGES_TO: i64 = 2_840_140_800;
+/// Below this many whole local days a count goes day by day.
+const WHOLE_DAYS_MIN: i64 = 14;
 /// How far [`Clock::add_seconds`] looks ahead before giving up: 20 years.
 pub const HORIZON_SECS: i64 = 20 * 366 * DAY;
 /// 9999-12-31T23:59:59Z as a Unix timestamp.
@@ -350,8 +363,46 @@ impl Calendar {
     }
 
     /// Visits `[from, to)` (Unix seconds) in stretches of constant UTC offset,
-    /// calling `visit(start, end, offset)` until it returns `Some`.
+    /// calling `visit(start, end, offset)` until it returns `Some`. Between
+    /// [`CHANGES_FROM`] and [`CHANGES_TO`] each stretch runs to the zone's
+    /// next change of offset; before and after, see
+    /// [`Calendar::walk_sampled`].
     fn walk<T>(
+        &self,
+        from: i64,
+        to: i64,
+        mut visit: impl FnMut(i64, i64, i64) -> Option<T>,
+    ) -> Option<T> {
+        let mut x = from;
+        if x < CHANGES_FROM {
+            let end = to.min(CHANGES_FROM);
+            if let Some(found) = self.walk_sampled(x, end, &mut visit) {
+                return Some(found);
+            }
+            x = end;
+        }
+        if x < to && x < CHANGES_TO {
+            let end = to.min(CHANGES_TO);
+            let changes = offset_changes(self.inner.tz);
+            let mut next = changes.partition_point(|&c| c <= x);
+            while x < end {
+                let y = changes.get(next).map_or(end, |&c| c.min(end));
+                if let Some(found) = visit(x, y, self.offset_at(x)) {
+                    return Some(found);
+                }
+                x = y;
+                next += 1;
+            }
+        }
+        if x < to {
+            return self.walk_sampled(x, to, visit);
+        }
+        None
+    }
+
+    /// [`Calendar::walk`] in stretches of at most six hours, each checked
+    /// for a change of offset at its end.
+    fn walk_sampled<T>(
         &self,
         from: i64,
         to: i64,
@@ -402,12 +453,75 @@ impl Calendar {
     fn seconds_between(&self, from: i64, to: i64) -> i64 {
         let mut total = 0;
         self.walk(from, to, |x, y, off| {
-            self.local_pieces(x + off, y + off, |lo, hi| {
-                total += hi - lo;
-                true
-            });
+            total += self.local_seconds(x + off, y + off);
             None::<()>
         });
+        total
+    }
+
+    /// Working seconds in the local range `[a, b)`: the partial days at
+    /// either end piece by piece, the whole days between by
+    /// [`Calendar::whole_days_seconds`].
+    fn local_seconds(&self, a: i64, b: i64) -> i64 {
+        let first = a.div_euclid(DAY) + i64::from(a.rem_euclid(DAY) != 0);
+        let last = b.div_euclid(DAY);
+        let mut total = 0;
+        let mut count = |lo: i64, hi: i64| {
+            total += hi - lo;
+            true
+        };
+        if last - first < WHOLE_DAYS_MIN {
+            self.local_pieces(a, b, count);
+            return total;
+        }
+        self.local_pieces(a, first * DAY, &mut count);
+        self.local_pieces(last * DAY, b, &mut count);
+        total + self.whole_days_seconds(first, last)
+    }
+
+    /// Working seconds of the local days `[first, last)` (days since
+    /// 1970-01-01): whole weeks at once, then each holiday and exception in
+    /// the span puts its own hours in place of its weekday's.
+    fn whole_days_seconds(&self, first: i64, last: i64) -> i64 {
+        let week = &self.inner.week.days;
+        let len = |hours: &[(u32, u32)]| hours.iter().map(|&(s, e)| i64::from(e - s)).sum::<i64>();
+        let weekday_len: [i64; 7] = std::array::from_fn(|d| len(&week[d]));
+        let days = last - first;
+        let mut total = days / 7 * weekday_len.iter().sum::<i64>();
+        for day in first + days / 7 * 7..last {
+            total += weekday_len[weekday(day)];
+        }
+        let (Some(from), Some(to)) = (date_of_day(first), date_of_day(last)) else {
+            return total;
+        };
+        // What a date's weekday gave it, and what it really has.
+        let usual = |d: NaiveDate| weekday_len[weekday(day_of_date(d))];
+        for d in self.inner.dates.range(from..to) {
+            if !self.inner.exceptions.contains_key(d) {
+                total -= usual(*d);
+            }
+        }
+        if !self.inner.yearly.is_empty() {
+            for year in from.year()..=to.year() {
+                for &(month, day) in &self.inner.yearly {
+                    if let Some(d) = NaiveDate::from_ymd_opt(year, month, day)
+                        && (from..to).contains(&d)
+                        && !self.inner.dates.contains(&d)
+                        && !self.inner.exceptions.contains_key(&d)
+                    {
+                        total -= usual(d);
+                    }
+                }
+            }
+        }
+        for (d, hours) in self.inner.exceptions.range(from..to) {
+            let before = if self.is_holiday_date(*d) {
+                0
+            } else {
+                usual(*d)
+            };
+            total += len(hours) - before;
+        }
         total
     }
 
@@ -437,6 +551,62 @@ impl Calendar {
 /// Monday = 0 for a day counted from 1970-01-01 (a Thursday).
 fn weekday(day: i64) -> usize {
     (day + 3).rem_euclid(7) as usize
+}
+
+/// The date of a day counted from 1970-01-01.
+fn date_of_day(day: i64) -> Option<NaiveDate> {
+    DateTime::from_timestamp(day.checked_mul(DAY)?, 0).map(|d| d.date_naive())
+}
+
+/// The day, counted from 1970-01-01, of a date.
+fn day_of_date(date: NaiveDate) -> i64 {
+    (date - NaiveDate::default()).num_days()
+}
+
+/// The instants (Unix seconds) in `[CHANGES_FROM, CHANGES_TO)` at which
+/// `tz`'s UTC offset changes, each the first second of the new offset, in
+/// order. Found once per zone and process by the six-hour walk (about
+/// 90 000 lookups of the offset, a few milliseconds) and kept, since
+/// chrono-tz does not expose its table of transitions.
+fn offset_changes(tz: Tz) -> Arc<[i64]> {
+    static KNOWN: Mutex<Vec<(Tz, Arc<[i64]>)>> = Mutex::new(Vec::new());
+    let known = |tz: Tz| {
+        KNOWN
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
+            .iter()
+            .find(|(z, _)| *z == tz)
+            .map(|(_, c)| Arc::clone(c))
+    };
+    if let Some(changes) = known(tz) {
+        return changes;
+    }
+    let probe = Calendar {
+        inner: Box::new(Inner {
+            tz,
+            week: WeekHours::none(),
+            holidays: Vec::new(),
+            dates: BTreeSet::new(),
+            yearly: BTreeSet::new(),
+            exceptions: Default::default(),
+        }),
+    };
+    let mut changes = Vec::new();
+    let mut before = None;
+    probe.walk_sampled(CHANGES_FROM, CHANGES_TO, |start, _, offset| {
+        if before.is_some_and(|b| b != offset) {
+            changes.push(start);
+        }
+        before = Some(offset);
+        None::<()>
+    });
+    let mut known_now = KNOWN.lock().unwrap_or_else(PoisonError::into_inner);
+    if let Some((_, c)) = known_now.iter().find(|(z, _)| *z == tz) {
+        return Arc::clone(c);
+    }
+    let changes: Arc<[i64]> = changes.into();
+    known_now.push((tz, Arc::clone(&changes)));
+    changes
 }
 
 /// How a target's clock runs.
@@ -914,5 +1084,126 @@ mod tests {
         bad["tz"] = "Nowhere/Else".into();
         let err = serde_json::from_value::<Calendar>(bad).unwrap_err();
         assert!(err.to_string().contains("unknown time zone"), "{err}");
+    }
+
+    /// The count as it was done before the fast path: six-hour stretches,
+    /// local day by local day.
+    fn day_by_day_seconds(cal: &Calendar, from: i64, to: i64) -> i64 {
+        let mut total = 0;
+        cal.walk_sampled(from, to, |x, y, off| {
+            cal.local_pieces(x + off, y + off, |lo, hi| {
+                total += hi - lo;
+                true
+            });
+            None::<()>
+        });
+        total
+    }
+
+    const ZONES: [&str; 9] = [
+        "UTC",
+        "Europe/Berlin",
+        "America/New_York",
+        "Australia/Lord_Howe", // half-hour DST
+        "Asia/Kathmandu",      // +05:45
+        "America/Santiago",
+        "Africa/Casablanca", // DST suspended for Ramadan
+        "Pacific/Chatham",   // +12:45/+13:45
+        "America/St_Johns",
+    ];
+
+    /// Days' hours to pick from: closed, whole, split, inside the
+    /// spring-forward gap, inside the repeated hour, until midnight.
+    fn hours_of(pick: u8) -> Vec<(u32, u32)> {
+        match pick % 7 {
+            0 => vec![],
+            1 => vec![(0, 86_400)],
+            2 => vec![(8 * 3_600, 12 * 3_600), (13 * 3_600, 17 * 3_600)],
+            3 => vec![(9 * 3_600, 17 * 3_600)],
+            4 => vec![(5_400, 3 * 3_600)],
+            5 => vec![(2 * 3_600, 2 * 3_600 + 1_800)],
+            _ => vec![(22 * 3_600, 86_400)],
+        }
+    }
+
+    fn some_date(days: i64) -> NaiveDate {
+        date_of_day(day_of_date(date(2000, 1, 1)) + days).unwrap()
+    }
+
+    proptest::proptest! {
+        #![proptest_config(proptest::test_runner::Config::with_cases(300))]
+        /// Whole weeks at once, holidays and exceptions put in place of
+        /// their weekday's hours, stretches from one change of offset to
+        /// the next: the same count as going six hours and one day at a
+        /// time, in any zone, over any span up to three years (some of
+        /// them outside 2000-2060, where the fast path is not taken).
+        #[test]
+        fn counting_by_weeks_agrees_with_counting_day_by_day(
+            zone in 0usize..ZONES.len(),
+            week in proptest::collection::vec(0u8..7, 7),
+            dated in proptest::collection::vec(0i64..22_000, 0..8),
+            yearly in proptest::collection::vec((1u32..=12, 1u32..=31), 0..4),
+            exceptions in proptest::collection::vec((0i64..22_000, 0u8..7), 0..6),
+            start in 940_000_000i64..2_830_000_000,
+            length in 0i64..(3 * 366 * 86_400),
+        ) {
+            let mut hours = WeekHours::none();
+            for (day, pick) in hours.days.iter_mut().zip(&week) {
+                *day = hours_of(*pick);
+            }
+            let mut holidays: Vec<Holiday> = dated.iter().map(|d| Holiday::Date(some_date(*d))).collect();
+            holidays.extend(
+                yearly
+                    .iter()
+                    .map(|&(month, day)| Holiday::Yearly { month, day })
+                    .filter(|h| h.validate().is_ok()),
+            );
+            let mut exception_dates = BTreeSet::new();
+            let exceptions: Vec<Exception> = exceptions
+                .iter()
+                .filter(|(d, _)| exception_dates.insert(*d))
+                .map(|&(d, pick)| Exception { date: some_date(d), hours: hours_of(pick) })
+                .collect();
+            let cal = Calendar::new(ZONES[zone], hours, holidays)
+                .unwrap()
+                .with_exceptions(exceptions)
+                .unwrap();
+            let end = start + length;
+            proptest::prop_assert_eq!(
+                cal.seconds_between(start, end),
+                day_by_day_seconds(&cal, start, end)
+            );
+            // And a due time is still the first instant with that much
+            // business time behind it.
+            let clock = Clock::Business(cal);
+            let from = DateTime::from_timestamp(start, 0).unwrap();
+            let need = length % (40 * 3_600) + 1;
+            let due = clock.add_seconds(from, need);
+            if due != far_future() {
+                proptest::prop_assert_eq!(clock.seconds_between(from, due), need);
+                proptest::prop_assert!(
+                    clock.seconds_between(from, due - chrono::Duration::seconds(1)) < need
+                );
+            }
+        }
+    }
+
+    #[test]
+    fn a_zones_changes_of_offset_are_those_the_six_hour_walk_finds() {
+        let berlin: Tz = "Europe/Berlin".parse().unwrap();
+        let changes = offset_changes(berlin);
+        // Two a year, at 01:00 UTC, from 2000 to 2059.
+        assert_eq!(changes.len(), 120);
+        assert_eq!(
+            DateTime::from_timestamp(changes[0], 0).unwrap(),
+            utc("2000-03-26T01:00:00Z")
+        );
+        assert_eq!(
+            DateTime::from_timestamp(changes[changes.len() - 1], 0).unwrap(),
+            utc("2059-10-26T01:00:00Z")
+        );
+        assert!(offset_changes("UTC".parse().unwrap()).is_empty());
+        // Asked again, the same list, not found again.
+        assert!(Arc::ptr_eq(&changes, &offset_changes(berlin)));
     }
 }
