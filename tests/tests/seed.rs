@@ -36,6 +36,7 @@ async fn seeded_incidents_read_like_real_ones(app: TestApp) {
         groups: 3,
         comments_per_incident: 2,
         seed: 7,
+        sla: true,
         password_hash: keel_auth::password::hash(PASSWORD).unwrap(),
         progress: false,
     };
@@ -44,6 +45,7 @@ async fn seeded_incidents_read_like_real_ones(app: TestApp) {
     assert_eq!(report.comments, 900);
     assert_eq!(report.groups, 3);
     assert_eq!(report.first_number, 1);
+    assert_eq!(report.sla_policies, 3);
 
     let admin = app.admin_token().await;
     let everything = all_pages(&app, &admin, &[]).await;
@@ -108,6 +110,53 @@ async fn seeded_incidents_read_like_real_ones(app: TestApp) {
     assert!(!closed.is_empty());
     assert!(closed.iter().all(|i| s(i, "state") == "closed"));
 
+    // Every incident has the SLA of its priority, as the worker would
+    // have left it: finished work's timers are stopped, a breach already
+    // reached is recorded at the moment it was due, and nothing is left
+    // for the worker to catch up on.
+    let mut timers = 0;
+    for i in &everything {
+        let sla = i["sla"].as_array().unwrap();
+        timers += sla.len() as u64;
+        let kinds: Vec<&str> = sla.iter().map(|t| s(t, "kind")).collect();
+        let expected = if i["priority"].as_i64().unwrap() <= 2 {
+            vec!["first_response", "resolution", "next_update"]
+        } else {
+            vec!["first_response", "resolution"]
+        };
+        assert_eq!(kinds, expected, "{i}");
+        for t in sla {
+            let state = s(t, "state");
+            match s(i, "state") {
+                "closed" | "cancelled" | "resolved" if s(t, "kind") != "first_response" => {
+                    assert!(["met", "breached"].contains(&state), "{i}");
+                }
+                "on_hold" if state != "breached" && s(t, "kind") != "first_response" => {
+                    assert_eq!(state, "paused", "{i}");
+                }
+                _ => {}
+            }
+            assert_eq!(state == "breached", !t["breached_at"].is_null(), "{i}");
+            if state == "breached" && t["due_at"].is_string() {
+                assert_eq!(t["breached_at"], t["due_at"], "{i}");
+            }
+        }
+    }
+    assert_eq!(report.sla_timers, timers);
+    let states: HashSet<&str> = everything
+        .iter()
+        .flat_map(|i| i["sla"].as_array().unwrap())
+        .map(|t| s(t, "state"))
+        .collect();
+    for state in ["met", "breached", "in_progress", "paused"] {
+        assert!(states.contains(state), "no {state} timer: {states:?}");
+    }
+    // Only a threshold crossed since the seed's last batch is due: a
+    // handful at most, against the hundreds a replay from creation
+    // would find.
+    let due = store.sla_step(1_000).await.unwrap();
+    assert!(due <= 3, "{due} timers were due a check");
+
     // Seeded people log in; a requester sees only their own incidents.
     let users = app.get_json("/api/v1/users?limit=200", &admin).await;
     let requester = items(&users)
@@ -128,5 +177,29 @@ async fn seeded_incidents_read_like_real_ones(app: TestApp) {
     // The number sequence moved past the seeded incidents.
     let created = app.simple_incident(&admin, "After the seed").await;
     assert_eq!(s(&created, "number"), "INC0000451");
+    app.finish().await;
+}
+
+both!(a_desk_seeded_without_sla_has_no_timers);
+async fn a_desk_seeded_without_sla_has_no_timers(app: TestApp) {
+    let store = app.store().await;
+    let plan = SeedPlan {
+        incidents: 40,
+        users: 20,
+        groups: 2,
+        comments_per_incident: 0,
+        seed: 3,
+        sla: false,
+        password_hash: keel_auth::password::hash(PASSWORD).unwrap(),
+        progress: false,
+    };
+    let report = run(&store, &plan).await.unwrap();
+    assert_eq!((report.sla_policies, report.sla_timers), (0, 0));
+    let admin = app.admin_token().await;
+    let everything = all_pages(&app, &admin, &[]).await;
+    assert_eq!(everything.len(), 40);
+    assert!(everything.iter().all(|i| i["sla"] == json!([])));
+    let policies = app.get_json("/api/v1/sla/policies", &admin).await;
+    assert_eq!(items(&policies).len(), 0, "{policies}");
     app.finish().await;
 }

@@ -210,6 +210,11 @@ struct SeedArgs {
     /// No progress bar.
     #[arg(long)]
     quiet: bool,
+    /// Create no SLA calendar and policies: on a database without policies,
+    /// incidents get no SLA timers (a desk without SLA). By default the
+    /// seed creates a calendar and three policies where there are none.
+    #[arg(long)]
+    no_sla: bool,
 }
 
 async fn seed_command(config: Config, args: SeedArgs) -> Result<(), StartError> {
@@ -234,15 +239,18 @@ async fn seed_command(config: Config, args: SeedArgs) -> Result<(), StartError> 
         groups: args.groups,
         comments_per_incident: args.comments_per_incident,
         seed: args.seed,
+        sla: !args.no_sla,
         password_hash,
         progress: !args.quiet,
     };
     let r = keel_server::seed::run(&store, &plan).await?;
     println!(
-        "seeded {} incidents (INC{:07} on) with {} comments, {} users ({} agents), {} groups in {:.1} s ({:.0} incidents/s)",
+        "seeded {} incidents (INC{:07} on) with {} comments and {} SLA timers ({} policies), {} users ({} agents), {} groups in {:.1} s ({:.0} incidents/s)",
         r.incidents,
         r.first_number,
         r.comments,
+        r.sla_timers,
+        r.sla_policies,
         r.users,
         r.agents,
         r.groups,

@@ -3,7 +3,11 @@
 //! (so full-text search has something to find, unevenly), states and
 //! priorities follow the skew of a real desk (most old tickets are closed,
 //! most tickets are low priority), a few agents carry most of the work, and
-//! creation times spread over two years. Deterministic for a given `--seed`.
+//! creation times spread over two years. Unless told not to, it first sets
+//! up the SLA a desk would have (an office-hours calendar and three policies
+//! by priority) where there is none, so the incidents carry SLA timers like
+//! a lived-in desk's.
+//! Deterministic for a given `--seed`.
 
 use std::time::Instant;
 
@@ -11,6 +15,8 @@ use chrono::{DateTime, Duration, Utc};
 use indicatif::{ProgressBar, ProgressStyle};
 use keel_core::Role;
 use keel_incident::PriorityMatrix;
+use keel_sla::policy::Conditions;
+use keel_sla::{CalendarSpec, Holiday, PolicySpec, Target, TargetKind, WeekHours};
 use keel_store::Store;
 use keel_store::seed::{SeedComment, SeedGroup, SeedIncident, SeedUser};
 use rand::rngs::StdRng;
@@ -26,6 +32,10 @@ pub struct SeedPlan {
     pub groups: u64,
     pub comments_per_incident: u32,
     pub seed: u64,
+    /// Sets up SLA policies first, unless the database has some, so that
+    /// incidents get their timers. Without it, incidents get timers only
+    /// from policies already there.
+    pub sla: bool,
     /// PHC hash of the password every seeded user gets (hashed once).
     pub password_hash: String,
     pub progress: bool,
@@ -39,6 +49,9 @@ pub struct SeedReport {
     pub groups: u64,
     pub incidents: u64,
     pub comments: u64,
+    /// SLA policies created, and the timers the incidents got.
+    pub sla_policies: u64,
+    pub sla_timers: u64,
     pub first_number: i64,
     pub seconds: f64,
 }
@@ -254,6 +267,12 @@ pub async fn run(store: &Store, plan: &SeedPlan) -> Result<SeedReport, keel_stor
         groups[g].members.push(*a);
     }
     store.seed_people(&users, &groups).await?;
+    // A desk that has policies (an earlier seed's, say) keeps them.
+    let sla_policies = if plan.sla && store.list_policies().await?.is_empty() {
+        seed_sla(store, &tag).await?
+    } else {
+        0
+    };
 
     let matrix = PriorityMatrix::default();
     let first_number = store.next_incident_number().await?;
@@ -273,6 +292,7 @@ pub async fn run(store: &Store, plan: &SeedPlan) -> Result<SeedReport, keel_stor
 
     let span_secs = two_years.num_seconds() as f64;
     let mut comments_total = 0u64;
+    let mut timers_total = 0u64;
     let mut done = 0u64;
     let mut batch = Vec::with_capacity(BATCH);
     while done < total {
@@ -298,7 +318,7 @@ pub async fn run(store: &Store, plan: &SeedPlan) -> Result<SeedReport, keel_stor
             ));
         }
         comments_total += batch.iter().map(|i| i.comments.len() as u64).sum::<u64>();
-        store.seed_incidents(&batch).await?;
+        timers_total += store.seed_incidents(&batch).await?;
         done += n;
         bar.set_position(done);
     }
@@ -310,9 +330,101 @@ pub async fn run(store: &Store, plan: &SeedPlan) -> Result<SeedReport, keel_stor
         groups: groups_n,
         incidents: total,
         comments: comments_total,
+        sla_policies,
+        sla_timers: timers_total,
         first_number,
         seconds: started.elapsed().as_secs_f64(),
     })
+}
+
+/// A seeded SLA policy.
+struct SeedPolicy {
+    name: &'static str,
+    priorities: &'static [u8],
+    targets: &'static [(TargetKind, i64)],
+    /// Counted in office hours (else around the clock).
+    office_hours: bool,
+}
+
+const HOUR: i64 = 3_600;
+const OFFICE_DAY: i64 = 10 * HOUR;
+
+const SLA_POLICIES: [SeedPolicy; 3] = [
+    SeedPolicy {
+        name: "Urgent",
+        priorities: &[1, 2],
+        targets: &[
+            (TargetKind::FirstResponse, HOUR / 4),
+            (TargetKind::Resolution, 4 * HOUR),
+            (TargetKind::NextUpdate, HOUR),
+        ],
+        office_hours: false,
+    },
+    SeedPolicy {
+        name: "Standard",
+        priorities: &[3],
+        targets: &[
+            (TargetKind::FirstResponse, 4 * HOUR),
+            (TargetKind::Resolution, 2 * OFFICE_DAY),
+        ],
+        office_hours: true,
+    },
+    SeedPolicy {
+        name: "Low",
+        priorities: &[4, 5],
+        targets: &[
+            (TargetKind::FirstResponse, OFFICE_DAY),
+            (TargetKind::Resolution, 5 * OFFICE_DAY),
+        ],
+        office_hours: true,
+    },
+];
+
+/// A desk's usual SLA: urgent work around the clock, the rest in office
+/// hours (Monday to Friday, 08:00-18:00 in Berlin, ten hours a day, closed
+/// on Germany's five fixed public holidays).
+/// Returns how many policies it made.
+async fn seed_sla(store: &Store, tag: &str) -> Result<u64, keel_store::StoreError> {
+    let office = store
+        .create_calendar(
+            &format!("Office hours {tag}"),
+            CalendarSpec {
+                tz: "Europe/Berlin".to_owned(),
+                week: WeekHours::weekdays(8, 18),
+                holidays: [(1, 1), (5, 1), (10, 3), (12, 25), (12, 26)]
+                    .into_iter()
+                    .map(|(month, day)| Holiday::Yearly { month, day })
+                    .collect(),
+                exceptions: Vec::new(),
+            },
+        )
+        .await?;
+    let mut made = 0;
+    for (position, p) in (1..).zip(SLA_POLICIES) {
+        let spec = PolicySpec {
+            conditions: Conditions {
+                priorities: p.priorities.to_vec(),
+                ..Conditions::default()
+            },
+            targets: p
+                .targets
+                .iter()
+                .map(|&(kind, secs)| Target {
+                    kind,
+                    secs,
+                    calendar: p.office_hours.then_some(office.id),
+                })
+                .collect(),
+            pause_states: vec!["on_hold".to_owned()],
+            warn_percents: vec![75, 90],
+            escalations: Vec::new(),
+        };
+        store
+            .create_policy(&format!("{} {tag}", p.name), position * 10, true, spec)
+            .await?;
+        made += 1;
+    }
+    Ok(made)
 }
 
 struct Ctx<'a> {

@@ -1,9 +1,11 @@
 //! Bulk loading of synthetic data for benchmarks (`keel seed`): multi-row
 //! inserts, one transaction per batch, written exactly as the use cases
-//! write them (the record, its `created` audit entry, its comments and its
-//! search row), so a seeded database answers like a lived-in one.
+//! write them (the record, its `created` audit entry, its comments, its
+//! search row and, under the database's SLA policies, its SLA timers), so a
+//! seeded database answers like a lived-in one.
 
 use chrono::{DateTime, Utc};
+use keel_core::time::now;
 use keel_core::{RecordKind, RecordNumber, Role};
 use sea_orm::{
     ActiveValue::NotSet, ActiveValue::Set, ConnectionTrait, DatabaseBackend, EntityTrait,
@@ -13,6 +15,7 @@ use uuid::Uuid;
 
 use crate::entities::{audit_event, comment, group, group_member, incident, user, user_role};
 use crate::search::{self, SearchRow, stmt};
+use crate::sla;
 use crate::{Store, StoreError};
 
 /// Rows per multi-row insert; well under both databases' bound-parameter
@@ -159,15 +162,32 @@ impl Store {
     }
 
     /// Loads a batch of incidents (numbers must be unused) with their audit
-    /// entries, comments and search rows, in one transaction, and moves the
-    /// incident number sequence past them.
-    pub async fn seed_incidents(&self, batch: &[SeedIncident]) -> Result<(), StoreError> {
+    /// entries, comments, search rows and SLA timers (as the active policies
+    /// give them), in one transaction, and moves the incident number
+    /// sequence past them. Returns how many SLA timers it wrote.
+    pub async fn seed_incidents(&self, batch: &[SeedIncident]) -> Result<u64, StoreError> {
+        let cfg = self.sla_config().await?;
+        let t = now();
+        let mut timers_total = 0;
         let txn = self.writer().begin().await?;
         let backend = txn.get_database_backend();
         for chunk in batch.chunks(ROWS_PER_INSERT) {
-            incident::Entity::insert_many(chunk.iter().map(incident_model))
-                .exec_without_returning(&txn)
-                .await?;
+            let models: Vec<incident::Model> = chunk.iter().map(incident_model).collect();
+            let mut timers = Vec::new();
+            for m in &models {
+                timers.extend(sla::seeded_timers(&cfg, m, t)?);
+            }
+            incident::Entity::insert_many(
+                models.into_iter().map(IntoActiveModel::into_active_model),
+            )
+            .exec_without_returning(&txn)
+            .await?;
+            timers_total += timers.len() as u64;
+            for part in timers.chunks(ROWS_PER_INSERT) {
+                if let Some(s) = sla::insert_statement(backend, part) {
+                    txn.execute_raw(s).await?;
+                }
+            }
             audit_event::Entity::insert_many(chunk.iter().map(|i| audit_event::ActiveModel {
                 id: NotSet,
                 record_type: Set("incident".to_owned()),
@@ -228,7 +248,7 @@ impl Store {
             .await?;
         }
         txn.commit().await?;
-        Ok(())
+        Ok(timers_total)
     }
 
     /// Refreshes the planner's statistics after a bulk load. On
@@ -250,7 +270,7 @@ impl Store {
     }
 }
 
-fn incident_model(i: &SeedIncident) -> incident::ActiveModel {
+fn incident_model(i: &SeedIncident) -> incident::Model {
     incident::Model {
         id: i.id,
         number: i.number,
@@ -279,5 +299,4 @@ fn incident_model(i: &SeedIncident) -> incident::ActiveModel {
         closed_at: i.closed_at,
         cancelled_at: i.cancelled_at,
     }
-    .into_active_model()
 }

@@ -980,6 +980,44 @@ pub(crate) fn plan(
     Ok(out)
 }
 
+/// The timers an incident loaded in bulk (`keel seed`) has, as if Keel had
+/// watched it from its creation to `t`: planned as its last change left
+/// them ([`plan`] at `updated_at`), then brought to `t` as the worker would
+/// have: the warnings and the breach already reached are recorded (a breach
+/// at the moment the target was due), and the next check is a threshold
+/// still ahead, so a server started on seeded data has no backlog of
+/// checks to work through.
+pub(crate) fn seeded_timers(
+    cfg: &SlaConfig,
+    m: &incident::Model,
+    t: Timestamp,
+) -> Result<Vec<sla_timer::Model>, StoreError> {
+    let mut rows = plan(cfg, m, &[], SyncEvent::Created, m.updated_at)?.inserted;
+    for r in &mut rows {
+        let timer = timer_of(r)?;
+        let clock = clock_for(&cfg.clocks, r.calendar_id);
+        let status = timer.status(clock, t);
+        let warn = cfg
+            .policies
+            .iter()
+            .find(|p| Some(p.id) == r.policy_id)
+            .map_or_else(|| vec![75, 90], |p| p.spec.warn_percents.clone());
+        let warned = warn
+            .iter()
+            .copied()
+            .filter(|w| *w <= status.percent)
+            .max()
+            .unwrap_or(0);
+        let breached = status.state == TimerState::Breached;
+        r.warned_percent = i32::try_from(warned).unwrap_or(0);
+        r.breached_at = breached.then(|| status.due_at.unwrap_or(m.updated_at));
+        r.state = state_str(status.state).to_owned();
+        r.due_at = status.due_at;
+        r.next_check_at = next_check(&timer, clock, &warn, warned, breached, t);
+    }
+    Ok(rows)
+}
+
 /// SLA list filters for incidents.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SlaFilter {
