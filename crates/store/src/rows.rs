@@ -345,7 +345,7 @@ macro_rules! decoder {
     };
 }
 
-use crate::entities::{incident, sla_timer};
+use crate::entities::{incident, sla_timer, sla_timer_sight};
 
 decoder!(
     incident_of,
@@ -398,6 +398,21 @@ decoder!(
         breached_at: BreachedAt,
         next_check_at: NextCheckAt,
         updated_at: UpdatedAt,
+    }
+);
+
+decoder!(
+    timer_sight_of,
+    sla_timer_sight {
+        record_id: RecordId,
+        kind: Kind,
+        policy_id: PolicyId,
+        calendar_id: CalendarId,
+        target_secs: TargetSecs,
+        started_at: StartedAt,
+        pauses: Pauses,
+        stopped_at: StoppedAt,
+        breached_at: BreachedAt,
     }
 );
 

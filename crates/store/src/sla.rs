@@ -22,7 +22,7 @@ use uuid::Uuid;
 
 use crate::audit::{self, Entry};
 use crate::cache::{IdMap, SlaConfig};
-use crate::entities::{incident, sla_calendar, sla_policy, sla_timer};
+use crate::entities::{incident, sla_calendar, sla_policy, sla_timer, sla_timer_sight};
 use crate::error::on_unique;
 use crate::{Store, StoreError};
 
@@ -380,21 +380,22 @@ impl Store {
         if record_ids.is_empty() {
             return Ok(IdMap::default());
         }
-        // Decoded by position (`rows`): a page's 100 timers are most of its rows.
+        // Decoded by position (`rows`): a page's 100 timers are most of its
+        // rows. Only the columns a view needs.
         let stmt = timers_statement(self.backend(), record_ids);
         let mut positions = crate::rows::Positions::default();
-        let mut timers = IdMap::<Vec<sla_timer::Model>>::default();
+        let mut timers = IdMap::<Vec<sla_timer_sight::Model>>::default();
         for row in self.reads().fetch_all(stmt).await? {
-            let t = crate::rows::timer_of(&row, "", &mut positions)?;
+            let t = crate::rows::timer_sight_of(&row, "", &mut positions)?;
             timers.entry(t.record_id).or_default().push(t);
         }
         self.timer_views_of(timers).await
     }
 
     /// The views of timers already read, by record id.
-    pub(crate) async fn timer_views_of(
+    pub(crate) async fn timer_views_of<T: TimerFacts>(
         &self,
-        rows: IdMap<Vec<sla_timer::Model>>,
+        rows: IdMap<Vec<T>>,
     ) -> Result<IdMap<Vec<SlaTimerView>>, StoreError> {
         if rows.is_empty() {
             return Ok(IdMap::default());
@@ -405,7 +406,7 @@ impl Store {
         let missing: Vec<Uuid> = rows
             .values()
             .flatten()
-            .filter_map(|r| r.calendar_id)
+            .filter_map(TimerFacts::calendar_id)
             .filter(|c| !cfg.clocks.contains_key(c))
             .collect();
         let mut more = IdMap::default();
@@ -680,30 +681,72 @@ fn state_str(s: TimerState) -> &'static str {
     }
 }
 
+/// What a timer's view is made of: a whole stored timer, or the columns of
+/// it a list page reads ([`sla_timer_sight`]).
+pub(crate) trait TimerFacts {
+    fn kind(&self) -> &str;
+    fn policy_id(&self) -> Option<Uuid>;
+    fn calendar_id(&self) -> Option<Uuid>;
+    fn breached_at(&self) -> Option<Timestamp>;
+    /// The timer, its pauses parsed.
+    fn timer(&self) -> Result<Timer, StoreError>;
+}
+
+macro_rules! timer_facts {
+    ($($model:path),*) => {$(
+        impl TimerFacts for $model {
+            fn kind(&self) -> &str {
+                &self.kind
+            }
+            fn policy_id(&self) -> Option<Uuid> {
+                self.policy_id
+            }
+            fn calendar_id(&self) -> Option<Uuid> {
+                self.calendar_id
+            }
+            fn breached_at(&self) -> Option<Timestamp> {
+                self.breached_at
+            }
+            fn timer(&self) -> Result<Timer, StoreError> {
+                let pauses: Vec<Pause> = parse_spec(&self.pauses)?;
+                Ok(Timer {
+                    target_secs: self.target_secs,
+                    started_at: self.started_at,
+                    pauses,
+                    stopped_at: self.stopped_at,
+                })
+            }
+        }
+    )*};
+}
+
+timer_facts!(sla_timer::Model, sla_timer_sight::Model);
+
 /// The views of one record's timers as of `t`, in [`TargetKind::ALL`] order.
-pub(crate) fn timer_views(
+pub(crate) fn timer_views<T: TimerFacts>(
     clocks: &IdMap<Clock>,
-    rows: &[sla_timer::Model],
+    rows: &[T],
     t: Timestamp,
 ) -> Result<Vec<SlaTimerView>, StoreError> {
     let mut out = Vec::with_capacity(rows.len());
     for r in rows {
-        let Some(kind) = TargetKind::parse(&r.kind) else {
+        let Some(kind) = TargetKind::parse(r.kind()) else {
             continue;
         };
-        let timer = timer_of(r)?;
-        let clock = clock_for(clocks, r.calendar_id);
+        let timer = r.timer()?;
+        let clock = clock_for(clocks, r.calendar_id());
         let mut status = timer.status(clock, t);
         // A breach the worker recorded stays a breach, whatever the clock says now.
-        if r.breached_at.is_some() && status.state != TimerState::Met {
+        let breached_at = r.breached_at();
+        if breached_at.is_some() && status.state != TimerState::Met {
             status.state = TimerState::Breached;
         }
         out.push(SlaTimerView {
             kind,
-            policy_id: r.policy_id,
-            target_secs: r.target_secs,
+            policy_id: r.policy_id(),
+            target_secs: timer.target_secs,
             status,
-            breached_at: r.breached_at,
+            breached_at,
         });
     }
     out.sort_by_key(|s| TargetKind::ALL.iter().position(|k| *k == s.kind));
@@ -711,13 +754,7 @@ pub(crate) fn timer_views(
 }
 
 fn timer_of(r: &sla_timer::Model) -> Result<Timer, StoreError> {
-    let pauses: Vec<Pause> = parse_spec(&r.pauses)?;
-    Ok(Timer {
-        target_secs: r.target_secs,
-        started_at: r.started_at,
-        pauses,
-        stopped_at: r.stopped_at,
-    })
+    r.timer()
 }
 
 async fn load_policies<C: ConnectionTrait>(
@@ -1193,9 +1230,10 @@ impl Store {
     }
 }
 
-/// The query for the SLA timers of the incidents `record_ids`.
-fn timers_query(record_ids: &[Uuid]) -> sea_orm::Select<sla_timer::Entity> {
-    sla_timer::Entity::find()
+/// The query for the SLA timers of the incidents `record_ids`: the columns
+/// their views need.
+fn timers_query(record_ids: &[Uuid]) -> sea_orm::Select<sla_timer_sight::Entity> {
+    sla_timer_sight::Entity::find()
         .filter(sla_timer::Column::RecordType.eq(KIND.as_str()))
         .filter(sla_timer::Column::RecordId.is_in(record_ids.iter().copied()))
 }
