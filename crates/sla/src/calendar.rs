@@ -51,7 +51,7 @@ const STRETCH: i64 = 6 * 3_600;
 const CHANGES_FROM: i64 = 946_684_800;
 const CHANGES_TO: i64 = 2_840_140_800;
 /// Below this many whole local days a count goes day by day.
-const WHOLE_DAYS_MIN: i64 = 14;
+const WHOLE_DAYS_MIN: i64 = 3;
 /// How far [`Clock::add_seconds`] looks ahead before giving up: 20 years.
 pub const HORIZON_SECS: i64 = 20 * 366 * DAY;
 /// 9999-12-31T23:59:59Z as a Unix timestamp.
@@ -219,6 +219,10 @@ struct Inner {
     holidays: Vec<Holiday>,
     dates: BTreeSet<NaiveDate>,
     yearly: BTreeSet<(u32, u32)>,
+    /// Every holiday from [`CHANGES_FROM`] to [`CHANGES_TO`], as days since
+    /// 1970-01-01, sorted: there a holiday is looked up without turning the
+    /// day into a date (see [`Calendar::is_holiday`]).
+    days_off: Vec<i64>,
     exceptions: std::collections::BTreeMap<NaiveDate, Vec<(u32, u32)>>,
 }
 
@@ -268,6 +272,7 @@ impl Calendar {
                 }
             }
         }
+        let days_off = days_off(&dates, &yearly);
         Ok(Calendar {
             inner: Box::new(Inner {
                 tz: zone,
@@ -275,6 +280,7 @@ impl Calendar {
                 holidays,
                 dates,
                 yearly,
+                days_off,
                 exceptions: Default::default(),
             }),
         })
@@ -304,10 +310,12 @@ impl Calendar {
         {
             return h;
         }
-        if self.is_holiday(day) {
+        let usual = &self.inner.week.days[weekday(day)];
+        // A holiday only takes hours away: a day without any needs no look.
+        if usual.is_empty() || self.is_holiday(day) {
             &[]
         } else {
-            &self.inner.week.days[weekday(day)]
+            usual
         }
     }
 
@@ -342,6 +350,9 @@ impl Calendar {
     }
 
     fn is_holiday(&self, day: i64) -> bool {
+        if (CHANGES_FROM / DAY..CHANGES_TO / DAY).contains(&day) {
+            return self.inner.days_off.binary_search(&day).is_ok();
+        }
         match DateTime::from_timestamp(day.saturating_mul(DAY), 0) {
             Some(d) => self.is_holiday_date(d.date_naive()),
             None => false,
@@ -484,8 +495,7 @@ impl Calendar {
     /// the span puts its own hours in place of its weekday's.
     fn whole_days_seconds(&self, first: i64, last: i64) -> i64 {
         let week = &self.inner.week.days;
-        let len = |hours: &[(u32, u32)]| hours.iter().map(|&(s, e)| i64::from(e - s)).sum::<i64>();
-        let weekday_len: [i64; 7] = std::array::from_fn(|d| len(&week[d]));
+        let weekday_len: [i64; 7] = std::array::from_fn(|d| hours_len(&week[d]));
         let days = last - first;
         let mut total = days / 7 * weekday_len.iter().sum::<i64>();
         for day in first + days / 7 * 7..last {
@@ -494,10 +504,27 @@ impl Calendar {
         let (Some(from), Some(to)) = (date_of_day(first), date_of_day(last)) else {
             return total;
         };
+        let excepted = |d: &NaiveDate| self.inner.exceptions.contains_key(d);
+        let window = CHANGES_FROM / DAY..=CHANGES_TO / DAY;
+        if window.contains(&first) && window.contains(&last) {
+            let off = &self.inner.days_off;
+            let (a, b) = (
+                off.partition_point(|&d| d < first),
+                off.partition_point(|&d| d < last),
+            );
+            for &day in &off[a..b] {
+                if self.inner.exceptions.is_empty()
+                    || !date_of_day(day).is_some_and(|d| excepted(&d))
+                {
+                    total -= weekday_len[weekday(day)];
+                }
+            }
+            return total + self.exceptions_seconds(from, to, &weekday_len);
+        }
         // What a date's weekday gave it, and what it really has.
         let usual = |d: NaiveDate| weekday_len[weekday(day_of_date(d))];
         for d in self.inner.dates.range(from..to) {
-            if !self.inner.exceptions.contains_key(d) {
+            if !excepted(d) {
                 total -= usual(*d);
             }
         }
@@ -507,20 +534,27 @@ impl Calendar {
                     if let Some(d) = NaiveDate::from_ymd_opt(year, month, day)
                         && (from..to).contains(&d)
                         && !self.inner.dates.contains(&d)
-                        && !self.inner.exceptions.contains_key(&d)
+                        && !excepted(&d)
                     {
                         total -= usual(d);
                     }
                 }
             }
         }
+        total + self.exceptions_seconds(from, to, &weekday_len)
+    }
+
+    /// What the exceptions dated in `[from, to)` add to those days' count
+    /// without them (a holiday's nothing, else its weekday's hours).
+    fn exceptions_seconds(&self, from: NaiveDate, to: NaiveDate, weekday_len: &[i64; 7]) -> i64 {
+        let mut total = 0;
         for (d, hours) in self.inner.exceptions.range(from..to) {
             let before = if self.is_holiday_date(*d) {
                 0
             } else {
-                usual(*d)
+                weekday_len[weekday(day_of_date(*d))]
             };
-            total += len(hours) - before;
+            total += hours_len(hours) - before;
         }
         total
     }
@@ -551,6 +585,32 @@ impl Calendar {
 /// Monday = 0 for a day counted from 1970-01-01 (a Thursday).
 fn weekday(day: i64) -> usize {
     (day + 3).rem_euclid(7) as usize
+}
+
+/// Seconds in a day's working intervals.
+fn hours_len(hours: &[(u32, u32)]) -> i64 {
+    hours.iter().map(|&(s, e)| i64::from(e - s)).sum()
+}
+
+/// The holidays from [`CHANGES_FROM`] to [`CHANGES_TO`] as days since
+/// 1970-01-01, sorted, each once: 60 a year for 5 yearly holidays.
+fn days_off(dates: &BTreeSet<NaiveDate>, yearly: &BTreeSet<(u32, u32)>) -> Vec<i64> {
+    let window = CHANGES_FROM / DAY..CHANGES_TO / DAY;
+    let (Some(first), Some(last)) = (date_of_day(window.start), date_of_day(window.end)) else {
+        return Vec::new();
+    };
+    let mut days: Vec<i64> = dates.iter().map(|d| day_of_date(*d)).collect();
+    for year in first.year()..=last.year() {
+        for &(month, day) in yearly {
+            if let Some(d) = NaiveDate::from_ymd_opt(year, month, day) {
+                days.push(day_of_date(d));
+            }
+        }
+    }
+    days.retain(|d| window.contains(d));
+    days.sort_unstable();
+    days.dedup();
+    days
 }
 
 /// The date of a day counted from 1970-01-01.
@@ -588,6 +648,7 @@ fn offset_changes(tz: Tz) -> Arc<[i64]> {
             holidays: Vec::new(),
             dates: BTreeSet::new(),
             yearly: BTreeSet::new(),
+            days_off: Vec::new(),
             exceptions: Default::default(),
         }),
     };
@@ -1169,6 +1230,11 @@ mod tests {
                 .with_exceptions(exceptions)
                 .unwrap();
             let end = start + length;
+            // Holidays looked up by day number are the holidays by date.
+            for day in (start / DAY..end / DAY + 1).step_by(7).take(200) {
+                let d = date_of_day(day).unwrap();
+                proptest::prop_assert_eq!(cal.is_holiday(day), cal.is_holiday_date(d), "{}", d);
+            }
             proptest::prop_assert_eq!(
                 cal.seconds_between(start, end),
                 day_by_day_seconds(&cal, start, end)
