@@ -1021,7 +1021,8 @@ pub(crate) fn plan(
 /// watched it from its creation to `t`: planned as its last change left
 /// them ([`plan`] at `updated_at`), then brought to `t` as the worker would
 /// have: the warnings and the breach already reached are recorded (a breach
-/// at the moment the target was due), and the next check is a threshold
+/// at the moment the target was due; for a timer paused now, whose due time
+/// is unknown, at its last change), and the next check is a threshold
 /// still ahead, so a server started on seeded data has no backlog of
 /// checks to work through.
 pub(crate) fn seeded_timers(
