@@ -28,7 +28,9 @@ use crate::cache::{IdMap, WriteConfig};
 use crate::directory::{
     GroupRef, Page, UserRef, is_member_in, page_next, refs_of, user_ref, user_refs,
 };
-use crate::entities::{attachment, audit_event, comment, incident, link, sla_timer, watcher};
+use crate::entities::{
+    attachment, audit_event, comment, incident, link, sla_timer, sla_timer_sight, watcher,
+};
 use crate::multi::{Insert, Writes};
 use crate::notify::{self, Audience, Event, GroupKey};
 use crate::rows::{self, Positions};
@@ -570,8 +572,9 @@ struct Loaded {
     models: Vec<incident::Model>,
     users: IdMap<UserRef>,
     groups: IdMap<GroupRef>,
-    /// The SLA timers of every model, when they were loaded with them.
-    timers: Option<IdMap<Vec<sla_timer::Model>>>,
+    /// The SLA timers of every model (the columns their views need), when
+    /// they were loaded with them.
+    timers: Option<IdMap<Vec<sla_timer_sight::Model>>>,
 }
 
 /// Runs `q` (a page of incidents), then reads the names their views show
@@ -857,9 +860,10 @@ fn load_one_query(key: Key, backend: DatabaseBackend) -> sea_orm::Select<inciden
             // `.cargo/config.toml`.)
             .add(Expr::cust("sla_timers.record_type = 'incident'")),
     );
-    for c in sla_timer::Column::iter() {
+    // The columns a timer's view needs (`sla_timer_sight`).
+    for c in sla_timer_sight::Column::iter() {
         q = q.expr_as(
-            Expr::col((sla_timer::Entity, c)),
+            Expr::col((sla_timer::Entity, Alias::new(c.as_str()))),
             format!("{TIMER_PREFIX}{}", c.as_str()),
         );
     }
@@ -897,7 +901,7 @@ async fn load_statement(store: &Store, stmt: Statement, rows: Rows) -> Result<Lo
         |at: Option<std::sync::Arc<[usize]>>| at.map_or_else(Positions::default, Positions::known);
     let rows = store.reads().fetch_all(stmt).await?;
     let mut out = Loaded::default();
-    let mut timers: IdMap<Vec<sla_timer::Model>> = IdMap::default();
+    let mut timers: IdMap<Vec<sla_timer_sight::Model>> = IdMap::default();
     let mut positions = known(incident_at);
     let mut timer_positions = known(timer_at);
     for row in rows {
@@ -908,7 +912,7 @@ async fn load_statement(store: &Store, stmt: Statement, rows: Rows) -> Result<Lo
         }
         if !joined {
             let json: String = row.try_get_by_index(*TIMERS_JSON_AT)?;
-            let t = rows::timers_of_json(&json)?;
+            let t = rows::timers_of_json(&json, m.id)?;
             if !t.is_empty() {
                 timers.insert(m.id, t);
             }
@@ -917,9 +921,9 @@ async fn load_statement(store: &Store, stmt: Statement, rows: Rows) -> Result<Lo
         }
         // By its whole name: with a prefix, sea-orm formats the name anew
         // for every row.
-        let id: Option<Uuid> = row.try_get_by(TIMER_ID)?;
+        let id: Option<Uuid> = row.try_get_by(TIMER_RECORD_ID)?;
         if id.is_some() {
-            timers.entry(m.id).or_default().push(rows::timer_of(
+            timers.entry(m.id).or_default().push(rows::timer_sight_of(
                 &row,
                 TIMER_PREFIX,
                 &mut timer_positions,
@@ -975,8 +979,9 @@ const TIMER_PREFIX: &str = timer_prefix!();
 static TIMERS_JSON_AT: std::sync::LazyLock<usize> =
     std::sync::LazyLock::new(|| incident::Column::iter().count());
 
-/// The timer's id column as [`load_one`] names it.
-const TIMER_ID: &str = concat!(timer_prefix!(), "id");
+/// The timer's record column as [`load_one`] names it: NULL in the one
+/// row of an incident without timers.
+const TIMER_RECORD_ID: &str = concat!(timer_prefix!(), "record_id");
 
 /// Loads an incident the caller may read; anything else is "not found", so
 /// that ids of other people's incidents reveal nothing.

@@ -345,7 +345,7 @@ macro_rules! decoder {
     };
 }
 
-use crate::entities::{incident, sla_timer, sla_timer_sight};
+use crate::entities::{incident, sla_timer_sight};
 
 decoder!(
     incident_of,
@@ -380,28 +380,6 @@ decoder!(
 );
 
 decoder!(
-    timer_of,
-    sla_timer {
-        id: Id,
-        record_type: RecordType,
-        record_id: RecordId,
-        kind: Kind,
-        policy_id: PolicyId,
-        calendar_id: CalendarId,
-        target_secs: TargetSecs,
-        started_at: StartedAt,
-        pauses: Pauses,
-        stopped_at: StoppedAt,
-        state: State,
-        due_at: DueAt,
-        warned_percent: WarnedPercent,
-        breached_at: BreachedAt,
-        next_check_at: NextCheckAt,
-        updated_at: UpdatedAt,
-    }
-);
-
-decoder!(
     timer_sight_of,
     sla_timer_sight {
         record_id: RecordId,
@@ -417,9 +395,11 @@ decoder!(
 );
 
 /// A get's SLA timers on SQLite, as one column: the incident's timers as
-/// a JSON array of arrays, in [`sla_timer::Column`] order, ids as hex
-/// (sqlx keeps a UUID as a 16-byte BLOB, which JSON cannot hold; `hex` of
-/// a NULL is `''`). An incident without timers gives `[]`.
+/// a JSON array of arrays, each the columns of [`sla_timer_sight`] but the
+/// record's id (the incident's own), in its order, ids as hex (sqlx keeps
+/// a UUID as a 16-byte BLOB, which JSON cannot hold; `hex` of a NULL is
+/// `''`). An incident without timers gives `[]`. Until the twenty-first
+/// session it held all sixteen columns of `sla_timers`.
 ///
 /// Until the eighteenth session a get joined `sla_timers` and read its 16
 /// columns beside the incident's 26, NULL when there were none: sqlx
@@ -428,9 +408,8 @@ decoder!(
 /// per timer, all 26 of its columns each time. PostgreSQL still joins
 /// (there a NULL is four bytes, and the type checks are once per result).
 pub(crate) const SQLITE_TIMERS_JSON: &str = "(SELECT json_group_array(json_array(\
-    hex(t.id), t.record_type, hex(t.record_id), t.kind, hex(t.policy_id), \
-    hex(t.calendar_id), t.target_secs, t.started_at, t.pauses, t.stopped_at, t.state, \
-    t.due_at, t.warned_percent, t.breached_at, t.next_check_at, t.updated_at)) \
+    t.kind, hex(t.policy_id), hex(t.calendar_id), t.target_secs, t.started_at, t.pauses, \
+    t.stopped_at, t.breached_at)) \
     FROM sla_timers AS t \
     WHERE t.record_type = 'incident' AND t.record_id = \"incidents\".\"id\")";
 
@@ -440,25 +419,20 @@ struct TimerJson<'a>(
     #[serde(borrow)] Cow<'a, str>,
     #[serde(borrow)] Cow<'a, str>,
     #[serde(borrow)] Cow<'a, str>,
-    #[serde(borrow)] Cow<'a, str>,
-    #[serde(borrow)] Cow<'a, str>,
-    #[serde(borrow)] Cow<'a, str>,
     i64,
     #[serde(borrow)] Cow<'a, str>,
     #[serde(borrow)] Cow<'a, str>,
     #[serde(borrow)] Option<Cow<'a, str>>,
-    #[serde(borrow)] Cow<'a, str>,
     #[serde(borrow)] Option<Cow<'a, str>>,
-    i32,
-    #[serde(borrow)] Option<Cow<'a, str>>,
-    #[serde(borrow)] Option<Cow<'a, str>>,
-    #[serde(borrow)] Cow<'a, str>,
 );
 
 /// Decodes [`SQLITE_TIMERS_JSON`]'s column. Timestamps are the RFC 3339
 /// text sqlx writes for a `DateTime<Utc>` on SQLite; anything else is an
 /// error, never a misread.
-pub(crate) fn timers_of_json(text: &str) -> Result<Vec<sla_timer::Model>, sea_orm::DbErr> {
+pub(crate) fn timers_of_json(
+    text: &str,
+    record_id: uuid::Uuid,
+) -> Result<Vec<sla_timer_sight::Model>, sea_orm::DbErr> {
     if text == "[]" {
         return Ok(Vec::new());
     }
@@ -479,23 +453,16 @@ pub(crate) fn timers_of_json(text: &str) -> Result<Vec<sla_timer::Model>, sea_or
     let rows: Vec<TimerJson<'_>> = serde_json::from_str(text).map_err(|e| bad(&e.to_string()))?;
     rows.into_iter()
         .map(|r| {
-            Ok(sla_timer::Model {
-                id: id(&r.0)?,
-                record_type: r.1.into_owned(),
-                record_id: id(&r.2)?,
-                kind: r.3.into_owned(),
-                policy_id: some_id(&r.4)?,
-                calendar_id: some_id(&r.5)?,
-                target_secs: r.6,
-                started_at: at(&r.7)?,
-                pauses: r.8.into_owned(),
-                stopped_at: some_at(r.9)?,
-                state: r.10.into_owned(),
-                due_at: some_at(r.11)?,
-                warned_percent: r.12,
-                breached_at: some_at(r.13)?,
-                next_check_at: some_at(r.14)?,
-                updated_at: at(&r.15)?,
+            Ok(sla_timer_sight::Model {
+                record_id,
+                kind: r.0.into_owned(),
+                policy_id: some_id(&r.1)?,
+                calendar_id: some_id(&r.2)?,
+                target_secs: r.3,
+                started_at: at(&r.4)?,
+                pauses: r.5.into_owned(),
+                stopped_at: some_at(r.6)?,
+                breached_at: some_at(r.7)?,
             })
         })
         .collect()
@@ -504,6 +471,7 @@ pub(crate) fn timers_of_json(text: &str) -> Result<Vec<sla_timer::Model>, sea_or
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::entities::sla_timer;
 
     #[tokio::test]
     async fn a_postgres_column_of_the_wrong_type_is_refused_on_the_first_row_even_when_null() {
@@ -588,7 +556,7 @@ mod tests {
         let db = sqlite_with_timers().await;
         let (record, other) = (uuid::Uuid::now_v7(), uuid::Uuid::now_v7());
         assert_eq!(timers_json(&db, record).await, "[]");
-        assert_eq!(timers_of_json("[]").ok(), Some(Vec::new()));
+        assert_eq!(timers_of_json("[]", record).ok(), Some(Vec::new()));
         let t = keel_core::time::now();
         let later = t + chrono::Duration::microseconds(3_600_000_123);
         let timer = |record_id, kind: &str| sla_timer::Model {
@@ -631,17 +599,28 @@ mod tests {
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
         }
-        let mut read =
-            timers_of_json(&timers_json(&db, record).await).unwrap_or_else(|e| panic!("{e}"));
-        read.sort_by_key(|m| m.id);
-        let by_columns = sla_timer::Entity::find()
-            .filter(sla_timer::Column::RecordId.eq(record))
-            .order_by_asc(sla_timer::Column::Id)
+        let mut read = timers_of_json(&timers_json(&db, record).await, record)
+            .unwrap_or_else(|e| panic!("{e}"));
+        read.sort_by(|a, b| a.kind.cmp(&b.kind));
+        let by_columns = sla_timer_sight::Entity::find()
+            .filter(sla_timer_sight::Column::RecordId.eq(record))
+            .order_by_asc(sla_timer_sight::Column::Kind)
             .all(&db)
             .await
             .unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(read, by_columns);
-        assert_eq!(read, vec![bare, full]);
+        let sight = |m: sla_timer::Model| sla_timer_sight::Model {
+            record_id: m.record_id,
+            kind: m.kind,
+            policy_id: m.policy_id,
+            calendar_id: m.calendar_id,
+            target_secs: m.target_secs,
+            started_at: m.started_at,
+            pauses: m.pauses,
+            stopped_at: m.stopped_at,
+            breached_at: m.breached_at,
+        };
+        assert_eq!(read, vec![sight(full), sight(bare)]);
     }
 
     #[tokio::test]
@@ -683,19 +662,21 @@ mod tests {
     fn timers_json_that_is_not_what_sqlite_wrote_is_an_error_not_a_misread() {
         let row = |started: &str| {
             format!(
-                r#"[["{id}","incident","{id}","response","","",60,"{started}","[]",null,"running",null,0,null,null,"2026-12-06T10:00:00+00:00"]]"#,
+                r#"[["response","{id}","",60,"{started}","[]",null,null]]"#,
                 id = "0193a1b2c3d4e5f60718293a4b5c6d7e"
             )
         };
-        assert!(timers_of_json(&row("2026-12-06T10:00:00.5+00:00")).is_ok());
+        let record = uuid::Uuid::now_v7();
+        assert!(timers_of_json(&row("2026-12-06T10:00:00.5+00:00"), record).is_ok());
         for bad in [
             row("2026-12-06 10:00:00"),
             row("yesterday"),
-            row("2026-12-06T10:00:00+00:00").replace("incident\",", "incident\",1,"),
+            row("2026-12-06T10:00:00+00:00").replace("\"response\",", "\"response\",1,"),
+            row("2026-12-06T10:00:00+00:00").replace("0193a1b2", "not hex!"),
             "[[1]]".into(),
             "{}".into(),
         ] {
-            assert!(timers_of_json(&bad).is_err(), "{bad}");
+            assert!(timers_of_json(&bad, record).is_err(), "{bad}");
         }
     }
 
@@ -706,7 +687,7 @@ mod tests {
         for (i, c) in incident::Column::iter().enumerate() {
             assert_eq!(c as usize, i, "{}", c.as_str());
         }
-        for (i, c) in sla_timer::Column::iter().enumerate() {
+        for (i, c) in sla_timer_sight::Column::iter().enumerate() {
             assert_eq!(c as usize, i, "{}", c.as_str());
         }
     }
