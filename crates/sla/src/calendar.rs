@@ -26,7 +26,8 @@
 //!
 //! Counting walks the span in stretches of constant UTC offset. Between
 //! 2000 and 2060 the stretches run from one change of offset to the next
-//! (the zone's changes are found once per process, [`offset_changes`]);
+//! (the zone's changes and offsets are found once per process,
+//! [`offset_changes`], and kept by each calendar of the zone);
 //! outside, in stretches of at most six hours. Inside a stretch, a count
 //! ([`Clock::seconds_between`]) takes whole weeks at once and then corrects
 //! for the holidays and exceptions in them, so a two-year span costs about
@@ -224,6 +225,8 @@ struct Inner {
     /// day into a date (see [`Calendar::is_holiday`]).
     days_off: Vec<i64>,
     exceptions: std::collections::BTreeMap<NaiveDate, Vec<(u32, u32)>>,
+    /// The zone's offsets in that span, shared by every calendar of the zone.
+    changes: Arc<ZoneChanges>,
 }
 
 impl TryFrom<CalendarSpec> for Calendar {
@@ -282,6 +285,7 @@ impl Calendar {
                 yearly,
                 days_off,
                 exceptions: Default::default(),
+                changes: offset_changes(zone),
             }),
         })
     }
@@ -394,14 +398,20 @@ impl Calendar {
         }
         if x < to && x < CHANGES_TO {
             let end = to.min(CHANGES_TO);
-            let changes = offset_changes(self.inner.tz);
-            let mut next = changes.partition_point(|&c| c <= x);
+            let changes = &self.inner.changes.at;
+            let mut next = changes.partition_point(|&(c, _)| c <= x);
+            let mut offset = match next.checked_sub(1) {
+                Some(i) => changes[i].1,
+                None => self.inner.changes.first,
+            };
             while x < end {
-                let y = changes.get(next).map_or(end, |&c| c.min(end));
-                if let Some(found) = visit(x, y, self.offset_at(x)) {
+                let (y, after) = changes
+                    .get(next)
+                    .map_or((end, offset), |&(c, o)| (c.min(end), o));
+                if let Some(found) = visit(x, y, offset) {
                     return Some(found);
                 }
-                x = y;
+                (x, offset) = (y, after);
                 next += 1;
             }
         }
@@ -501,10 +511,8 @@ impl Calendar {
         for day in first + days / 7 * 7..last {
             total += weekday_len[weekday(day)];
         }
-        let (Some(from), Some(to)) = (date_of_day(first), date_of_day(last)) else {
-            return total;
-        };
         let excepted = |d: &NaiveDate| self.inner.exceptions.contains_key(d);
+        let dates = || Some((date_of_day(first)?, date_of_day(last)?));
         let window = CHANGES_FROM / DAY..=CHANGES_TO / DAY;
         if window.contains(&first) && window.contains(&last) {
             let off = &self.inner.days_off;
@@ -519,8 +527,16 @@ impl Calendar {
                     total -= weekday_len[weekday(day)];
                 }
             }
-            return total + self.exceptions_seconds(from, to, &weekday_len);
+            return match dates() {
+                Some((from, to)) if !self.inner.exceptions.is_empty() => {
+                    total + self.exceptions_seconds(from, to, &weekday_len)
+                }
+                _ => total,
+            };
         }
+        let Some((from, to)) = dates() else {
+            return total;
+        };
         // What a date's weekday gave it, and what it really has.
         let usual = |d: NaiveDate| weekday_len[weekday(day_of_date(d))];
         for d in self.inner.dates.range(from..to) {
@@ -628,8 +644,8 @@ fn day_of_date(date: NaiveDate) -> i64 {
 /// order. Found once per zone and process by the six-hour walk (about
 /// 90 000 lookups of the offset, a few milliseconds) and kept, since
 /// chrono-tz does not expose its table of transitions.
-fn offset_changes(tz: Tz) -> Arc<[i64]> {
-    static KNOWN: Mutex<Vec<(Tz, Arc<[i64]>)>> = Mutex::new(Vec::new());
+fn offset_changes(tz: Tz) -> Arc<ZoneChanges> {
+    static KNOWN: Mutex<Vec<(Tz, Arc<ZoneChanges>)>> = Mutex::new(Vec::new());
     let known = |tz: Tz| {
         KNOWN
             .lock()
@@ -650,13 +666,17 @@ fn offset_changes(tz: Tz) -> Arc<[i64]> {
             yearly: BTreeSet::new(),
             days_off: Vec::new(),
             exceptions: Default::default(),
+            changes: Arc::default(),
         }),
     };
-    let mut changes = Vec::new();
+    let mut found = ZoneChanges {
+        first: probe.offset_at(CHANGES_FROM),
+        at: Vec::new(),
+    };
     let mut before = None;
     probe.walk_sampled(CHANGES_FROM, CHANGES_TO, |start, _, offset| {
         if before.is_some_and(|b| b != offset) {
-            changes.push(start);
+            found.at.push((start, offset));
         }
         before = Some(offset);
         None::<()>
@@ -665,9 +685,19 @@ fn offset_changes(tz: Tz) -> Arc<[i64]> {
     if let Some((_, c)) = known_now.iter().find(|(z, _)| *z == tz) {
         return Arc::clone(c);
     }
-    let changes: Arc<[i64]> = changes.into();
-    known_now.push((tz, Arc::clone(&changes)));
-    changes
+    let found = Arc::new(found);
+    known_now.push((tz, Arc::clone(&found)));
+    found
+}
+
+/// A zone's UTC offsets from [`CHANGES_FROM`] to [`CHANGES_TO`]
+/// ([`offset_changes`]).
+#[derive(Debug, Default, PartialEq, Eq)]
+struct ZoneChanges {
+    /// The offset (seconds, local minus UTC) at [`CHANGES_FROM`].
+    first: i64,
+    /// Each change: its first second and the offset from then on, in order.
+    at: Vec<(i64, i64)>,
 }
 
 /// How a target's clock runs.
@@ -1258,17 +1288,17 @@ mod tests {
     fn a_zones_changes_of_offset_are_those_the_six_hour_walk_finds() {
         let berlin: Tz = "Europe/Berlin".parse().unwrap();
         let changes = offset_changes(berlin);
-        // Two a year, at 01:00 UTC, from 2000 to 2059.
-        assert_eq!(changes.len(), 120);
-        assert_eq!(
-            DateTime::from_timestamp(changes[0], 0).unwrap(),
-            utc("2000-03-26T01:00:00Z")
-        );
-        assert_eq!(
-            DateTime::from_timestamp(changes[changes.len() - 1], 0).unwrap(),
-            utc("2059-10-26T01:00:00Z")
-        );
-        assert!(offset_changes("UTC".parse().unwrap()).is_empty());
+        // CET on 1 January 2000, then two changes a year, at 01:00 UTC, to
+        // CEST and back, from 2000 to 2059.
+        assert_eq!(changes.first, 3_600);
+        assert_eq!(changes.at.len(), 120);
+        let at = |i: usize| DateTime::from_timestamp(changes.at[i].0, 0).unwrap();
+        assert_eq!(at(0), utc("2000-03-26T01:00:00Z"));
+        assert_eq!(changes.at[0].1, 7_200);
+        assert_eq!(at(119), utc("2059-10-26T01:00:00Z"));
+        assert_eq!(changes.at[119].1, 3_600);
+        let utc_zone = offset_changes("UTC".parse().unwrap());
+        assert_eq!((utc_zone.first, utc_zone.at.len()), (0, 0));
         // Asked again, the same list, not found again.
         assert!(Arc::ptr_eq(&changes, &offset_changes(berlin)));
     }

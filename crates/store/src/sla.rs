@@ -708,7 +708,12 @@ macro_rules! timer_facts {
                 self.breached_at
             }
             fn timer(&self) -> Result<Timer, StoreError> {
-                let pauses: Vec<Pause> = parse_spec(&self.pauses)?;
+                // Most timers were never paused: no parser for those.
+                let pauses: Vec<Pause> = if self.pauses == "[]" {
+                    Vec::new()
+                } else {
+                    parse_spec(&self.pauses)?
+                };
                 Ok(Timer {
                     target_secs: self.target_secs,
                     started_at: self.started_at,
