@@ -483,7 +483,7 @@ impl Store {
             .map_or_else(|| vec![75, 90], |p| p.spec.warn_percents.clone());
         let clocks = clocks(&txn, row.calendar_id).await?;
         let clock = clock_for(&clocks, row.calendar_id);
-        let timer = timer_of(&row)?;
+        let timer = row.timer()?;
         let status = timer.status(clock, t);
         let warned_before = u32::try_from(row.warned_percent).unwrap_or(0);
         let mut fired: Vec<Trigger> = Vec::new();
@@ -682,7 +682,7 @@ fn state_str(s: TimerState) -> &'static str {
 }
 
 /// What a timer's view is made of: a whole stored timer, or the columns of
-/// it a list page reads ([`sla_timer_sight`]).
+/// it that pages and gets read ([`sla_timer_sight`]).
 pub(crate) trait TimerFacts {
     fn kind(&self) -> &str;
     fn policy_id(&self) -> Option<Uuid>;
@@ -756,10 +756,6 @@ pub(crate) fn timer_views<T: TimerFacts>(
     }
     out.sort_by_key(|s| TargetKind::ALL.iter().position(|k| *k == s.kind));
     Ok(out)
-}
-
-fn timer_of(r: &sla_timer::Model) -> Result<Timer, StoreError> {
-    r.timer()
 }
 
 async fn load_policies<C: ConnectionTrait>(
@@ -917,7 +913,7 @@ pub(crate) fn plan(
                 policy.map(|p| p.id),
             ),
             (Some(r), Some(tg)) => {
-                let mut timer = timer_of(r)?;
+                let mut timer = r.timer()?;
                 if timer.target_secs != tg.secs {
                     timer.retarget(tg.secs);
                 }
@@ -930,7 +926,7 @@ pub(crate) fn plan(
                 )
             }
             (Some(r), None) => (
-                timer_of(r)?,
+                r.timer()?,
                 r.warned_percent,
                 r.breached_at,
                 r.calendar_id,
@@ -1037,7 +1033,7 @@ pub(crate) fn seeded_timers(
 ) -> Result<Vec<sla_timer::Model>, StoreError> {
     let mut rows = plan(cfg, m, &[], SyncEvent::Created, m.updated_at)?.inserted;
     for r in &mut rows {
-        let timer = timer_of(r)?;
+        let timer = r.timer()?;
         let clock = clock_for(&cfg.clocks, r.calendar_id);
         let status = timer.status(clock, t);
         let warn = cfg
