@@ -245,7 +245,7 @@ async fn seed_command(config: Config, args: SeedArgs) -> Result<(), StartError> 
     };
     let r = keel_server::seed::run(&store, &plan).await?;
     println!(
-        "seeded {} incidents (INC{:07} on) with {} comments and {} SLA timers ({} policies), {} users ({} agents), {} groups in {:.1} s ({:.0} incidents/s)",
+        "seeded {} incidents (INC{:07} on) with {} comments and {} SLA timers ({} SLA policies created), {} users ({} agents), {} groups in {:.1} s ({:.0} incidents/s)",
         r.incidents,
         r.first_number,
         r.comments,
