@@ -51,6 +51,9 @@ const STRETCH: i64 = 6 * 3_600;
 /// ([`offset_changes`]): 2000-01-01 to 2060-01-01, UTC.
 const CHANGES_FROM: i64 = 946_684_800;
 const CHANGES_TO: i64 = 2_840_140_800;
+/// The same span in days since 1970-01-01, `[FIRST_DAY, END_DAY)`.
+const FIRST_DAY: i64 = CHANGES_FROM / DAY;
+const END_DAY: i64 = CHANGES_TO / DAY;
 /// Below this many whole local days a count goes day by day.
 const WHOLE_DAYS_MIN: i64 = 3;
 /// How far [`Clock::add_seconds`] looks ahead before giving up: 20 years.
@@ -354,7 +357,7 @@ impl Calendar {
     }
 
     fn is_holiday(&self, day: i64) -> bool {
-        if (CHANGES_FROM / DAY..CHANGES_TO / DAY).contains(&day) {
+        if (FIRST_DAY..END_DAY).contains(&day) {
             return self.inner.days_off.binary_search(&day).is_ok();
         }
         match DateTime::from_timestamp(day.saturating_mul(DAY), 0) {
@@ -513,7 +516,7 @@ impl Calendar {
         }
         let excepted = |d: &NaiveDate| self.inner.exceptions.contains_key(d);
         let dates = || Some((date_of_day(first)?, date_of_day(last)?));
-        let window = CHANGES_FROM / DAY..=CHANGES_TO / DAY;
+        let window = FIRST_DAY..=END_DAY;
         if window.contains(&first) && window.contains(&last) {
             let off = &self.inner.days_off;
             let (a, b) = (
@@ -607,7 +610,7 @@ fn hours_len(hours: &[(u32, u32)]) -> i64 {
 /// The holidays from [`CHANGES_FROM`] to [`CHANGES_TO`] as days since
 /// 1970-01-01, sorted, each once: 60 a year for 5 yearly holidays.
 fn days_off(dates: &BTreeSet<NaiveDate>, yearly: &BTreeSet<(u32, u32)>) -> Vec<i64> {
-    let window = CHANGES_FROM / DAY..CHANGES_TO / DAY;
+    let window = FIRST_DAY..END_DAY;
     let (Some(first), Some(last)) = (date_of_day(window.start), date_of_day(window.end)) else {
         return Vec::new();
     };

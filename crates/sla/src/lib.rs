@@ -18,7 +18,8 @@ pub use calendar::{
 pub use error::SlaError;
 pub use ics::holidays_from_ics;
 pub use policy::{
-    EscalationAction, EscalationRule, Facts, PolicySpec, Target, TargetKind, Trigger, next_check,
+    DEFAULT_WARN_PERCENTS, EscalationAction, EscalationRule, Facts, PolicySpec, Target, TargetKind,
+    Trigger, next_check,
 };
 pub use timer::{Pause, Timer, TimerState, TimerStatus};
 

@@ -107,8 +107,12 @@ fn default_pause_states() -> Vec<String> {
     vec!["on_hold".into()]
 }
 
+/// The percentages a policy warns at unless it says otherwise; also those
+/// of a timer whose policy is gone.
+pub const DEFAULT_WARN_PERCENTS: [u32; 2] = [75, 90];
+
 fn default_warn() -> Vec<u32> {
-    vec![75, 90]
+    DEFAULT_WARN_PERCENTS.to_vec()
 }
 
 /// A policy's definition.

@@ -863,7 +863,7 @@ fn load_one_query(key: Key, backend: DatabaseBackend) -> sea_orm::Select<inciden
     // The columns a timer's view needs (`sla_timer_sight`).
     for c in sla_timer_sight::Column::iter() {
         q = q.expr_as(
-            Expr::col((sla_timer::Entity, Alias::new(c.as_str()))),
+            Expr::col((sla_timer_sight::Entity, c)),
             format!("{TIMER_PREFIX}{}", c.as_str()),
         );
     }

@@ -10,8 +10,8 @@ use chrono::Duration;
 use keel_core::time::{Timestamp, now};
 use keel_core::{ErrorClass, RecordKind};
 use keel_sla::{
-    Calendar, CalendarSpec, Clock, EscalationAction, Facts, Pause, PolicySpec, TargetKind, Timer,
-    TimerState, TimerStatus, Trigger, crossed, next_check,
+    Calendar, CalendarSpec, Clock, DEFAULT_WARN_PERCENTS, EscalationAction, Facts, Pause,
+    PolicySpec, TargetKind, Timer, TimerState, TimerStatus, Trigger, crossed, next_check,
 };
 use sea_orm::sea_query::{Condition, Expr, Query};
 use sea_orm::{
@@ -478,9 +478,7 @@ impl Store {
                 .transpose()?,
             None => None,
         };
-        let warn = policy
-            .as_ref()
-            .map_or_else(|| vec![75, 90], |p| p.spec.warn_percents.clone());
+        let warn = warn_percents(policy.as_ref());
         let clocks = clocks(&txn, row.calendar_id).await?;
         let clock = clock_for(&clocks, row.calendar_id);
         let timer = row.timer()?;
@@ -670,6 +668,15 @@ async fn escalate<C: ConnectionTrait>(
         .exec(db)
         .await?;
     audit::write(db, entry).await
+}
+
+/// The percentages a timer of `policy` warns at; the defaults when its
+/// policy is gone.
+fn warn_percents(policy: Option<&PolicyView>) -> Vec<u32> {
+    policy.map_or_else(
+        || DEFAULT_WARN_PERCENTS.to_vec(),
+        |p| p.spec.warn_percents.clone(),
+    )
 }
 
 fn state_str(s: TimerState) -> &'static str {
@@ -977,7 +984,7 @@ pub(crate) fn plan(
         }
         let clock = clock_for(clocks, calendar_id);
         let status = timer.status(clock, t);
-        let warn = policy.map_or_else(|| vec![75, 90], |p| p.spec.warn_percents.clone());
+        let warn = warn_percents(policy);
         let next = next_check(
             &timer,
             clock,
@@ -1036,15 +1043,9 @@ pub(crate) fn seeded_timers(
         let timer = r.timer()?;
         let clock = clock_for(&cfg.clocks, r.calendar_id);
         let status = timer.status(clock, t);
-        let warn = cfg
-            .policies
-            .iter()
-            .find(|p| Some(p.id) == r.policy_id)
-            .map_or_else(|| vec![75, 90], |p| p.spec.warn_percents.clone());
-        let warned = warn
-            .iter()
-            .copied()
-            .filter(|w| *w <= status.percent)
+        let warn = warn_percents(cfg.policies.iter().find(|p| Some(p.id) == r.policy_id));
+        let warned = crossed(&warn, 0, status.percent)
+            .into_iter()
             .max()
             .unwrap_or(0);
         let breached = status.state == TimerState::Breached;
