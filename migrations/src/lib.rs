@@ -15,6 +15,7 @@ mod m0005_queue_indexes;
 mod m0006_queue_priority;
 mod m0007_outbox_notices;
 mod m0008_search_docs_appended;
+mod m0009_incident_timers;
 
 /// Runs Keel's migrations in order.
 pub struct Migrator;
@@ -31,6 +32,7 @@ impl MigratorTrait for Migrator {
             Box::new(m0006_queue_priority::Migration),
             Box::new(m0007_outbox_notices::Migration),
             Box::new(m0008_search_docs_appended::Migration),
+            Box::new(m0009_incident_timers::Migration),
         ]
     }
 }

@@ -120,6 +120,74 @@ async fn an_incident_gets_the_targets_of_the_first_matching_policy(app: TestApp)
     app.finish().await;
 }
 
+both!(a_deleted_policys_timers_keep_their_targets_and_name_no_policy);
+async fn a_deleted_policys_timers_keep_their_targets_and_name_no_policy(app: TestApp) {
+    let desk = app.desk().await;
+    let admin = &desk.admin;
+    let critical = policy(&app, admin, json!({"name": "Critical", "position": 1, "definition": {
+        "conditions": {"priorities": [1]},
+        "targets": [{"kind": "first_response", "secs": 900}, {"kind": "resolution", "secs": 14400}]}})).await;
+    let rest = policy(
+        &app,
+        admin,
+        json!({"name": "Everything else", "position": 9, "definition": {
+        "targets": [{"kind": "resolution", "secs": 432000}]}}),
+    )
+    .await;
+    let p1 = app
+        .create_incident(
+            &desk.agent.token,
+            json!({"title": "Core switch down", "impact": 1, "urgency": 1,
+                "assignment_group": desk.group}),
+        )
+        .await;
+    let p3 = app
+        .create_incident(
+            &desk.agent.token,
+            json!({"title": "Printer offline", "impact": 2, "urgency": 2}),
+        )
+        .await;
+    assert_eq!(target(&p1, "resolution")["policy_id"], critical["id"]);
+    let resp = app
+        .delete(
+            &format!("/api/v1/sla/policies/{}", s(&critical, "id")),
+            admin,
+        )
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::NO_CONTENT);
+
+    // Its incident keeps both targets, as they were, measured by no policy.
+    let after = app.incident(&desk.agent.token, s(&p1, "id")).await;
+    assert_eq!(after["sla"].as_array().map(Vec::len), Some(2), "{after}");
+    for kind in ["first_response", "resolution"] {
+        let (was, is) = (target(&p1, kind), target(&after, kind));
+        assert!(is["policy_id"].is_null(), "{after}");
+        assert_eq!(is["target_secs"], was["target_secs"]);
+        assert_eq!(is["due_at"], was["due_at"]);
+    }
+    // Another policy's timers still name it, and a page shows what a get does.
+    let other = app.incident(&desk.agent.token, s(&p3, "id")).await;
+    assert_eq!(target(&other, "resolution")["policy_id"], rest["id"]);
+    let list = app.list_incidents(&desk.agent.token, &[]).await;
+    for item in items(&list) {
+        let one = app.incident(&desk.agent.token, s(item, "id")).await;
+        assert_eq!(timers(item), timers(&one), "{item}");
+    }
+    // The incident goes on without it: P1 now falls to the other policy.
+    let started = app
+        .transition(&desk.agent.token, s(&p1, "id"), json!({"action": "start"}))
+        .await;
+    assert_eq!(
+        target(&started, "first_response")["state"],
+        "met",
+        "{started}"
+    );
+    assert_eq!(target(&started, "resolution")["policy_id"], rest["id"]);
+    app.finish().await;
+}
+
 both!(on_hold_pauses_the_clock_and_the_targets_stop_when_met);
 async fn on_hold_pauses_the_clock_and_the_targets_stop_when_met(app: TestApp) {
     let desk = app.desk().await;

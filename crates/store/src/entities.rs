@@ -196,6 +196,9 @@ pub mod incident {
         pub resolved_at: Option<DateTimeUtc>,
         pub closed_at: Option<DateTimeUtc>,
         pub cancelled_at: Option<DateTimeUtc>,
+        /// The incident's SLA timers as its views show them, a copy kept
+        /// with the timers (`crate::rows::timers_json`); `[]` for none.
+        pub timers_json: String,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
@@ -407,35 +410,6 @@ pub mod sla_timer {
         pub breached_at: Option<DateTimeUtc>,
         pub next_check_at: Option<DateTimeUtc>,
         pub updated_at: DateTimeUtc,
-    }
-
-    #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]
-    pub enum Relation {}
-
-    impl ActiveModelBehavior for ActiveModel {}
-}
-
-/// The columns of an SLA timer that its view (`sla::timer_views`) needs:
-/// nine of `sla_timers`' sixteen. A list page reads its timers through
-/// this, read-only; on SQLite every value of a row is copied and freed,
-/// and six of the seven columns left out are a UUID or a timestamp.
-pub mod sla_timer_sight {
-    use sea_orm::entity::prelude::*;
-
-    #[derive(Clone, Debug, PartialEq, Eq, DeriveEntityModel)]
-    #[sea_orm(table_name = "sla_timers")]
-    pub struct Model {
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub record_id: Uuid,
-        #[sea_orm(primary_key, auto_increment = false)]
-        pub kind: String,
-        pub policy_id: Option<Uuid>,
-        pub calendar_id: Option<Uuid>,
-        pub target_secs: i64,
-        pub started_at: DateTimeUtc,
-        pub pauses: String,
-        pub stopped_at: Option<DateTimeUtc>,
-        pub breached_at: Option<DateTimeUtc>,
     }
 
     #[derive(Copy, Clone, Debug, EnumIter, DeriveRelation)]

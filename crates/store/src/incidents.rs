@@ -28,9 +28,7 @@ use crate::cache::{IdMap, WriteConfig};
 use crate::directory::{
     GroupRef, Page, UserRef, is_member_in, page_next, refs_of, user_ref, user_refs,
 };
-use crate::entities::{
-    attachment, audit_event, comment, incident, link, sla_timer, sla_timer_sight, watcher,
-};
+use crate::entities::{attachment, audit_event, comment, incident, link, sla_timer, watcher};
 use crate::multi::{Insert, Writes};
 use crate::notify::{self, Audience, Event, GroupKey};
 use crate::rows::{self, Positions};
@@ -441,6 +439,13 @@ impl Draft {
             resolved_at: None,
             closed_at: None,
             cancelled_at: None,
+            timers_json: String::new(),
+        };
+        // Planned first: the incident keeps a copy of its timers.
+        let timers = sla::plan(&cfg.sla, &model, &[], SyncEvent::Created, t)?.inserted;
+        let model = incident::Model {
+            timers_json: rows::timers_json(&timers),
+            ..model
         };
         let mut w = Writes::new(backend);
         w.push_rows(Insert::of([
@@ -474,7 +479,6 @@ impl Draft {
             }
             _ => Some(search_row),
         };
-        let timers = sla::plan(&cfg.sla, &model, &[], SyncEvent::Created, t)?.inserted;
         w.push_rows(Insert::of(
             timers
                 .iter()
@@ -572,9 +576,6 @@ struct Loaded {
     models: Vec<incident::Model>,
     users: IdMap<UserRef>,
     groups: IdMap<GroupRef>,
-    /// The SLA timers of every model (the columns their views need), when
-    /// they were loaded with them.
-    timers: Option<IdMap<Vec<sla_timer_sight::Model>>>,
 }
 
 /// Runs `q` (a page of incidents), then reads the names their views show
@@ -799,189 +800,78 @@ fn sql_order(dir: SortDir) -> sea_orm::Order {
     }
 }
 
-/// What [`load_rows`] reads beside the incidents themselves.
-#[derive(Clone, Copy, PartialEq)]
-enum Rows {
-    /// Nothing.
-    Plain,
-    /// The SLA timers too, of [`load_one`]'s statement for a key by
-    /// number (`true`) or by id: joined on PostgreSQL, one column of JSON
-    /// on SQLite ([`rows::SQLITE_TIMERS_JSON`]).
-    Whole(bool),
-}
-
-/// [`load`] for one incident, with its SLA timers: the record and its
-/// timers in one statement (one round trip) instead of two, and the
-/// names from the node's names ([`with_names`]), as a list page takes them.
-/// Until the fifteenth session the names were five subqueries of the
-/// statement, five more index scans per get on PostgreSQL. The statement's
-/// text depends only on the database and the kind of key, so it is built
-/// once per pair and only the key is bound per call: building it with
-/// sea-query took a fifth of a get's instructions (bench/RESULTS.md,
-/// eleventh session).
+/// [`load`] for one incident: the record (its SLA timers in its row) in
+/// one statement, and the names from the node's names ([`with_names`]), as
+/// a list page takes them. Until the fifteenth session the names were five
+/// subqueries of the statement, five more index scans per get on
+/// PostgreSQL. The statement's text depends only on the database and the
+/// kind of key, so it is built once per pair and only the key is bound per
+/// call: building it with sea-query took a fifth of a get's instructions
+/// (bench/RESULTS.md, eleventh session).
 async fn load_one(store: &Store, key: Key) -> Result<Loaded, StoreError> {
     let stmt = load_one_statement(store.backend(), key);
-    let by_number = matches!(key, Key::Number(_));
-    let loaded = load_statement(store, stmt, Rows::Whole(by_number)).await?;
+    let kept = 2 * usize::from(store.backend() == DatabaseBackend::Postgres)
+        + usize::from(matches!(key, Key::Number(_)));
+    let loaded = load_statement(store, stmt, Some(kept)).await?;
     with_names(store, loaded).await
 }
 
-/// [`load_one_query`] built for `backend`: its text kept per database and
+/// [`Key::select`] built for `backend`: its text kept per database and
 /// kind of key ([`rows::Kept`]), `key`'s value bound.
 fn load_one_statement(backend: DatabaseBackend, key: Key) -> Statement {
     static TEXTS: rows::Kept<bool> = rows::Kept::new();
     let by_number = matches!(key, Key::Number(_));
     TEXTS.statement(backend, by_number, [key.value()], || {
-        load_one_query(key, backend).build(backend)
+        key.select().build(backend)
     })
 }
 
-/// The query behind [`load_one`]'s statement: the incident's columns, then
-/// on SQLite its timers as one JSON column ([`rows::SQLITE_TIMERS_JSON`],
-/// at [`TIMERS_JSON_AT`]), on PostgreSQL the joined timers' columns, one
-/// row per timer. No limit: on PostgreSQL it would count timer rows, not
-/// incidents.
-fn load_one_query(key: Key, backend: DatabaseBackend) -> sea_orm::Select<incident::Entity> {
-    let mut q = key.select();
-    if backend == DatabaseBackend::Sqlite {
-        return q.expr_as(Expr::cust(rows::SQLITE_TIMERS_JSON), "t_json");
-    }
-    QuerySelect::query(&mut q).join(
-        JoinType::LeftJoin,
-        sla_timer::Entity,
-        Condition::all()
-            .add(
-                Expr::col((sla_timer::Entity, sla_timer::Column::RecordId))
-                    .equals((incident::Entity, incident::Column::Id)),
-            )
-            // A literal: it is the same for every get. (It was chosen when
-            // SQLite was built with STAT4 and planned a statement again
-            // whenever a parameter met an analysed index column; see
-            // `.cargo/config.toml`.)
-            .add(Expr::cust("sla_timers.record_type = 'incident'")),
-    );
-    // The columns a timer's view needs (`sla_timer_sight`).
-    for c in sla_timer_sight::Column::iter() {
-        q = q.expr_as(
-            Expr::col((sla_timer_sight::Entity, c)),
-            format!("{TIMER_PREFIX}{}", c.as_str()),
-        );
-    }
-    q
-}
-
-/// Runs `q` and decodes its incidents, nothing else.
+/// Runs `q` and decodes its incidents.
 async fn load_rows(
     store: &Store,
     q: sea_orm::Select<incident::Entity>,
 ) -> Result<Loaded, StoreError> {
     let stmt = q.build(store.backend());
-    load_statement(store, stmt, Rows::Plain).await
+    load_statement(store, stmt, None).await
 }
 
-/// Runs a statement of incidents (with [`load_one_query`]'s columns when
-/// `rows` is [`Rows::Whole`]) and decodes its rows.
-async fn load_statement(store: &Store, stmt: Statement, rows: Rows) -> Result<Loaded, StoreError> {
-    let whole = matches!(rows, Rows::Whole(_));
-    // As `load_one_query` builds it: JSON on SQLite, joined elsewhere.
-    let joined = whole && store.backend() != DatabaseBackend::Sqlite;
-    // Where a get's columns are, kept from its statement's first result:
-    // finding them by name was 3.5 % of a get (bench/RESULTS.md,
-    // sixteenth session).
-    let kept = match rows {
-        Rows::Whole(by_number) => Some(
-            2 * usize::from(store.backend() == DatabaseBackend::Postgres) + usize::from(by_number),
-        ),
-        Rows::Plain => None,
-    };
-    let [incident_at, timer_at] = kept.map(|k| one_positions()[k].clone()).unwrap_or_default();
-    // Whether this result may find positions not kept yet.
-    let finding = incident_at.is_none() || (joined && timer_at.is_none());
-    let known =
-        |at: Option<std::sync::Arc<[usize]>>| at.map_or_else(Positions::default, Positions::known);
+/// Runs a statement of incidents and decodes its rows. `kept` is
+/// [`load_one`]'s slot in [`one_positions`], where a get's column
+/// positions are kept from its statement's first result: finding them by
+/// name was 3.5 % of a get (bench/RESULTS.md, sixteenth session).
+async fn load_statement(
+    store: &Store,
+    stmt: Statement,
+    kept: Option<usize>,
+) -> Result<Loaded, StoreError> {
+    let at = kept.and_then(|k| one_positions()[k].clone());
+    let finding = at.is_none();
+    let mut positions = at.map_or_else(Positions::default, Positions::known);
     let rows = store.reads().fetch_all(stmt).await?;
     let mut out = Loaded::default();
-    let mut timers: IdMap<Vec<sla_timer_sight::Model>> = IdMap::default();
-    let mut positions = known(incident_at);
-    let mut timer_positions = known(timer_at);
     for row in rows {
-        let m = rows::incident_of(&row, "", &mut positions)?;
-        if !whole {
-            out.models.push(m);
-            continue;
-        }
-        if !joined {
-            let json: String = row.try_get_by_index(*TIMERS_JSON_AT)?;
-            let t = rows::timers_of_json(&json, m.id)?;
-            if !t.is_empty() {
-                timers.insert(m.id, t);
-            }
-            out.models.push(m);
-            continue;
-        }
-        // By its whole name: with a prefix, sea-orm formats the name anew
-        // for every row.
-        let id: Option<Uuid> = row.try_get_by(TIMER_RECORD_ID)?;
-        if id.is_some() {
-            timers.entry(m.id).or_default().push(rows::timer_sight_of(
-                &row,
-                TIMER_PREFIX,
-                &mut timer_positions,
-            )?);
-        }
-        // One row per timer: the incident itself is taken once.
-        if out.models.last().is_some_and(|l| l.id == m.id) {
-            continue;
-        }
-        out.models.push(m);
-    }
-    if whole {
-        out.timers = Some(timers);
+        out.models
+            .push(rows::incident_of(&row, "", &mut positions)?);
     }
     if let Some(k) = kept
         && finding
+        && let Some(found) = positions.found()
     {
-        let mut all = one_positions();
-        for (slot, p) in [&positions, &timer_positions].into_iter().enumerate() {
-            if all[k][slot].is_none() {
-                all[k][slot] = p.found().cloned();
-            }
-        }
+        one_positions()[k].get_or_insert_with(|| found.clone());
     }
     Ok(out)
 }
 
-/// The column positions of [`load_one`]'s statements (incident, timer), by
-/// database and kind of key: `2 * postgres + by_number`.
-/// Shared (`Arc`): every get takes them, and copying them cost two
-/// allocations a get.
-type OnePositions = [[Option<std::sync::Arc<[usize]>>; 2]; 4];
+/// The column positions of [`load_one`]'s statements, by database and kind
+/// of key: `2 * postgres + by_number`. Shared (`Arc`): every get takes
+/// them, and copying them cost two allocations a get.
+type OnePositions = [Option<std::sync::Arc<[usize]>>; 4];
 
 fn one_positions() -> std::sync::MutexGuard<'static, OnePositions> {
-    static KEPT: std::sync::Mutex<OnePositions> =
-        std::sync::Mutex::new([const { [None, None] }; 4]);
+    static KEPT: std::sync::Mutex<OnePositions> = std::sync::Mutex::new([const { None }; 4]);
     // Nothing panics while holding it; a poisoned table is still whole.
     KEPT.lock().unwrap_or_else(|p| p.into_inner())
 }
-
-/// [`TIMER_PREFIX`] as a literal, for `concat!`.
-macro_rules! timer_prefix {
-    () => {
-        "t_"
-    };
-}
-
-/// The prefix of the SLA timer columns [`load_one`] adds.
-const TIMER_PREFIX: &str = timer_prefix!();
-
-/// Where [`load_one`]'s statement has its timers' JSON on SQLite: after
-/// the incident's columns.
-static TIMERS_JSON_AT: std::sync::LazyLock<usize> =
-    std::sync::LazyLock::new(|| incident::Column::iter().count());
-
-/// The timer's record column as [`load_one`] names it: NULL in the one
-/// row of an incident without timers.
-const TIMER_RECORD_ID: &str = concat!(timer_prefix!(), "record_id");
 
 /// Loads an incident the caller may read; anything else is "not found", so
 /// that ids of other people's incidents reveal nothing.
@@ -1239,15 +1129,16 @@ impl Store {
             models,
             users,
             groups,
-            timers,
         } = loaded;
-        let mut sla = match timers {
-            Some(rows) => self.timer_views_of(rows).await?,
-            None => {
-                let ids: Vec<Uuid> = models.iter().map(|m| m.id).collect();
-                self.sla_of(&ids).await?
+        // Each incident's timers are in its row ([`rows::timers_json`]).
+        let mut timers: IdMap<Vec<sla::TimerSight>> = IdMap::default();
+        for m in &models {
+            let t = rows::timers_of_json(&m.timers_json)?;
+            if !t.is_empty() {
+                timers.insert(m.id, t);
             }
-        };
+        }
+        let mut sla = self.timer_views_of(timers).await?;
         Ok(models
             .into_iter()
             .map(|m| {
@@ -1949,7 +1840,7 @@ impl Store {
             .then(|| newest_rows_of_each(&filter.states, &cond, sort.dir, page))
             .flatten();
         if let Some(stmt) = pg_rows {
-            let loaded = load_statement(self, stmt, Rows::Plain).await?;
+            let loaded = load_statement(self, stmt, None).await?;
             let loaded = with_names(self, loaded).await?;
             return self.page_of(actor, loaded, sort, limit).await;
         }
@@ -2985,7 +2876,7 @@ mod tests {
                 Key::Number(7),
             ] {
                 let cached = load_one_statement(backend, key);
-                let built = load_one_query(key, backend).build(backend);
+                let built = key.select().build(backend);
                 assert_eq!(cached.sql, built.sql, "{backend:?} {key:?}");
                 assert_eq!(cached.values, built.values, "{backend:?} {key:?}");
             }

@@ -366,6 +366,7 @@ mod tests {
                 resolved_at: Some(t),
                 closed_at: None,
                 cancelled_at: None,
+                timers_json: "[]".to_owned(),
             })
             .reset_all()
         });

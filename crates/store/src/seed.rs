@@ -172,10 +172,12 @@ impl Store {
         let txn = self.writer().begin().await?;
         let backend = txn.get_database_backend();
         for chunk in batch.chunks(ROWS_PER_INSERT) {
-            let models: Vec<incident::Model> = chunk.iter().map(incident_model).collect();
+            let mut models: Vec<incident::Model> = chunk.iter().map(incident_model).collect();
             let mut timers = Vec::new();
-            for m in &models {
-                timers.extend(sla::seeded_timers(&cfg, m, t)?);
+            for m in &mut models {
+                let mine = sla::seeded_timers(&cfg, m, t)?;
+                m.timers_json = crate::rows::timers_json(&mine);
+                timers.extend(mine);
             }
             incident::Entity::insert_many(
                 models.into_iter().map(IntoActiveModel::into_active_model),
@@ -298,5 +300,6 @@ fn incident_model(i: &SeedIncident) -> incident::Model {
         resolved_at: i.resolved_at,
         closed_at: i.closed_at,
         cancelled_at: i.cancelled_at,
+        timers_json: String::new(),
     }
 }

@@ -13,16 +13,16 @@ use keel_sla::{
     Calendar, CalendarSpec, Clock, DEFAULT_WARN_PERCENTS, EscalationAction, Facts, Pause,
     PolicySpec, TargetKind, Timer, TimerState, TimerStatus, Trigger, crossed, next_check,
 };
-use sea_orm::sea_query::{Condition, Expr, Query};
+use sea_orm::sea_query::{Condition, Expr, Func, Query};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend, EntityTrait,
-    QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement, TransactionTrait, Value,
+    QueryFilter, QueryOrder, QuerySelect, QueryTrait, Statement, TransactionTrait,
 };
 use uuid::Uuid;
 
 use crate::audit::{self, Entry};
 use crate::cache::{IdMap, SlaConfig};
-use crate::entities::{incident, sla_calendar, sla_policy, sla_timer, sla_timer_sight};
+use crate::entities::{incident, sla_calendar, sla_policy, sla_timer};
 use crate::error::on_unique;
 use crate::{Store, StoreError};
 
@@ -360,36 +360,39 @@ impl Store {
         self.get_policy(id).await
     }
 
-    /// Deletes a policy; its timers keep running with the targets they have.
+    /// Deletes a policy; its timers keep running with the targets they have,
+    /// and no policy.
     pub async fn delete_policy(&self, id: Uuid) -> Result<(), StoreError> {
-        let res = sla_policy::Entity::delete_by_id(id)
-            .exec(self.writer())
+        let txn = self.writer().begin().await?;
+        // The timers lose the policy by the foreign key; the incidents'
+        // copies of them ([`crate::rows::timers_json`]) in one statement,
+        // the id's quoted hex being found nowhere else in them.
+        let quoted = format!("\"{}\"", id.simple());
+        let mut users = Query::select();
+        users
+            .column(sla_timer::Column::RecordId)
+            .from(sla_timer::Entity)
+            .and_where(sla_timer::Column::RecordType.eq(KIND.as_str()))
+            .and_where(sla_timer::Column::PolicyId.eq(id));
+        incident::Entity::update_many()
+            .col_expr(
+                incident::Column::TimersJson,
+                Func::cust("replace")
+                    .arg(Expr::col(incident::Column::TimersJson))
+                    .arg(quoted)
+                    .arg("\"\"")
+                    .into(),
+            )
+            .filter(incident::Column::Id.in_subquery(users))
+            .exec(&txn)
             .await?;
+        let res = sla_policy::Entity::delete_by_id(id).exec(&txn).await?;
+        txn.commit().await?;
         self.cache.sla.clear();
         if res.rows_affected == 0 {
             return Err(StoreError::NotFound("policy"));
         }
         Ok(())
-    }
-
-    /// The SLA targets of records, as of now, by record id.
-    pub(crate) async fn sla_of(
-        &self,
-        record_ids: &[Uuid],
-    ) -> Result<IdMap<Vec<SlaTimerView>>, StoreError> {
-        if record_ids.is_empty() {
-            return Ok(IdMap::default());
-        }
-        // Decoded by position (`rows`): a page's 100 timers are most of its
-        // rows. Only the columns a view needs.
-        let stmt = timers_statement(self.backend(), record_ids);
-        let mut positions = crate::rows::Positions::default();
-        let mut timers = IdMap::<Vec<sla_timer_sight::Model>>::default();
-        for row in self.reads().fetch_all(stmt).await? {
-            let t = crate::rows::timer_sight_of(&row, "", &mut positions)?;
-            timers.entry(t.record_id).or_default().push(t);
-        }
-        self.timer_views_of(timers).await
     }
 
     /// The views of timers already read, by record id.
@@ -578,6 +581,15 @@ impl Store {
             .filter(sla_timer::Column::Id.eq(id))
             .exec(&txn)
             .await?;
+        // A breach is shown with the timer: the incident's copy changes too.
+        if breached_at != row.breached_at {
+            let timers = sla_timer::Entity::find()
+                .filter(sla_timer::Column::RecordType.eq(row.record_type.as_str()))
+                .filter(sla_timer::Column::RecordId.eq(row.record_id))
+                .all(&txn)
+                .await?;
+            keep_timers_json(&txn, row.record_id, crate::rows::timers_json(&timers)).await?;
+        }
         txn.commit().await?;
         Ok(())
     }
@@ -688,8 +700,23 @@ fn state_str(s: TimerState) -> &'static str {
     }
 }
 
-/// What a timer's view is made of: a whole stored timer, or the columns of
-/// it that pages and gets read ([`sla_timer_sight`]).
+/// What a view needs of a timer: the copy of it an incident's row keeps
+/// ([`crate::rows::timers_json`]), which pages and gets read.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub(crate) struct TimerSight {
+    pub kind: String,
+    pub policy_id: Option<Uuid>,
+    pub calendar_id: Option<Uuid>,
+    pub target_secs: i64,
+    pub started_at: Timestamp,
+    /// JSON, as in `sla_timers.pauses`.
+    pub pauses: String,
+    pub stopped_at: Option<Timestamp>,
+    pub breached_at: Option<Timestamp>,
+}
+
+/// What a timer's view is made of: a whole stored timer, or its copy in
+/// its incident's row ([`TimerSight`]).
 pub(crate) trait TimerFacts {
     fn kind(&self) -> &str;
     fn policy_id(&self) -> Option<Uuid>;
@@ -732,7 +759,7 @@ macro_rules! timer_facts {
     )*};
 }
 
-timer_facts!(sla_timer::Model, sla_timer_sight::Model);
+timer_facts!(sla_timer::Model, TimerSight);
 
 /// The views of one record's timers as of `t`, in [`TargetKind::ALL`] order.
 pub(crate) fn timer_views<T: TimerFacts>(
@@ -846,6 +873,10 @@ pub(crate) async fn sync_loaded<C: ConnectionTrait>(
             .await?
     };
     let planned = plan(cfg, m, &existing, event, t)?;
+    // Every timer the incident has is updated or inserted.
+    let json = crate::rows::timers_json(
+        &[planned.updated.as_slice(), planned.inserted.as_slice()].concat(),
+    );
     for r in planned.updated {
         sla_timer::Entity::update(sla_timer::ActiveModel::from(r).reset_all())
             .exec(db)
@@ -854,6 +885,25 @@ pub(crate) async fn sync_loaded<C: ConnectionTrait>(
     if let Some(s) = insert_statement(db.get_database_backend(), &planned.inserted) {
         db.execute_raw(s).await?;
     }
+    if json != m.timers_json {
+        keep_timers_json(db, m.id, json).await?;
+    }
+    Ok(())
+}
+
+/// Writes the copy of an incident's timers its row keeps
+/// ([`crate::rows::timers_json`]); its version does not change, as a
+/// timer is not an edit of the incident.
+async fn keep_timers_json<C: ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+    json: String,
+) -> Result<(), StoreError> {
+    incident::Entity::update_many()
+        .col_expr(incident::Column::TimersJson, Expr::value(json))
+        .filter(incident::Column::Id.eq(id))
+        .exec(db)
+        .await?;
     Ok(())
 }
 
@@ -1230,51 +1280,5 @@ impl Store {
         report.by_priority = by_priority.into_iter().collect();
         report.by_priority.sort_by_key(|(p, _)| *p);
         Ok(report)
-    }
-}
-
-/// The query for the SLA timers of the incidents `record_ids`: the columns
-/// their views need.
-fn timers_query(record_ids: &[Uuid]) -> sea_orm::Select<sla_timer_sight::Entity> {
-    sla_timer_sight::Entity::find()
-        .filter(sla_timer::Column::RecordType.eq(KIND.as_str()))
-        .filter(sla_timer::Column::RecordId.is_in(record_ids.iter().copied()))
-}
-
-/// [`timers_query`] built for `backend`. Its text depends only on the
-/// database and the number of ids, so for a page's counts it is kept
-/// ([`crate::rows::Kept`]; sea-query took 30 000 instructions to build it,
-/// 3 % of a list page).
-fn timers_statement(backend: DatabaseBackend, record_ids: &[Uuid]) -> Statement {
-    static TEXTS: crate::rows::Kept<usize> = crate::rows::Kept::new();
-    let n = record_ids.len();
-    if n > keel_core::query::MAX_LIMIT as usize {
-        return timers_query(record_ids).build(backend);
-    }
-    let values = std::iter::once(Value::from(KIND.as_str()))
-        .chain(record_ids.iter().map(|id| Value::from(*id)));
-    TEXTS.statement(backend, n, values, || {
-        timers_query(record_ids).build(backend)
-    })
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn a_pages_timers_are_read_by_the_statement_sea_query_builds() {
-        for backend in [DatabaseBackend::Sqlite, DatabaseBackend::Postgres] {
-            for n in [1, 2, 50, 201] {
-                let ids: Vec<Uuid> = (0..n).map(|_| Uuid::now_v7()).collect();
-                let built = timers_query(&ids).build(backend);
-                // The first call keeps the text, the second binds into it.
-                for _ in 0..2 {
-                    let got = timers_statement(backend, &ids);
-                    assert_eq!(got.sql, built.sql, "{backend:?} {n}");
-                    assert_eq!(got.values, built.values, "{backend:?} {n}");
-                }
-            }
-        }
     }
 }
