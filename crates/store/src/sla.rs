@@ -368,8 +368,8 @@ impl Store {
         // copies of them ([`crate::rows::timers_json`]) in one statement,
         // the id's quoted hex being found nowhere else in them.
         let quoted = format!("\"{}\"", id.simple());
-        let mut users = Query::select();
-        users
+        let mut holders = Query::select();
+        holders
             .column(sla_timer::Column::RecordId)
             .from(sla_timer::Entity)
             .and_where(sla_timer::Column::RecordType.eq(KIND.as_str()))
@@ -383,7 +383,7 @@ impl Store {
                     .arg("\"\"")
                     .into(),
             )
-            .filter(incident::Column::Id.in_subquery(users))
+            .filter(incident::Column::Id.in_subquery(holders))
             .exec(&txn)
             .await?;
         let res = sla_policy::Entity::delete_by_id(id).exec(&txn).await?;
