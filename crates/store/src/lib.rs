@@ -21,6 +21,8 @@ pub mod seed;
 pub mod sessions;
 pub mod settings;
 pub mod sla;
+#[cfg(test)]
+mod testdb;
 pub mod webhooks;
 
 pub use error::StoreError;

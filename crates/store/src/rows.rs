@@ -594,89 +594,19 @@ mod tests {
         assert_eq!(read, vec![sight(&bare), sight(&full)]);
     }
 
-    /// Each database the migration must fill on: SQLite in memory, and a
-    /// fresh PostgreSQL database (named as the black-box tests name theirs,
-    /// so their sweep drops it if this test dies) unless skipped. One
-    /// connection each, for the session settings below.
-    async fn fresh_databases() -> Vec<(sea_orm::DatabaseConnection, Option<String>)> {
-        use sea_orm::ConnectionTrait;
-        let connect = |url: String| async move {
-            let mut opts = sea_orm::ConnectOptions::new(url);
-            opts.max_connections(1).sqlx_logging(false);
-            sea_orm::Database::connect(opts)
-                .await
-                .unwrap_or_else(|e| panic!("{e}"))
-        };
-        let mut out = vec![(connect("sqlite::memory:".into()).await, None)];
-        if std::env::var_os("KEEL_TEST_SKIP_POSTGRES").is_some() {
-            return out;
-        }
-        let url = std::env::var("KEEL_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-        let name = format!(
-            "keel_test_{}_{}",
-            std::process::id(),
-            uuid::Uuid::new_v4().simple()
-        );
-        let base = connect(url.clone()).await;
-        base.execute_unprepared(&format!("CREATE DATABASE \"{name}\""))
-            .await
-            .unwrap_or_else(|e| panic!("{e}"));
-        let (server, _) = url.rsplit_once('/').unwrap_or_else(|| panic!("{url}"));
-        out.push((connect(format!("{server}/{name}")).await, Some(name)));
-        out
-    }
-
     #[tokio::test]
     async fn the_migration_copies_each_incidents_timers_into_its_row_as_keel_writes_them() {
         use keel_migrations::{Migrator, MigratorTrait};
-        use sea_orm::{
-            ActiveModelTrait, ActiveValue::NotSet, ConnectionTrait, EntityTrait, IntoActiveModel,
-        };
-        for (db, pg_name) in fresh_databases().await {
+        use sea_orm::{ActiveModelTrait, ActiveValue::NotSet, EntityTrait, IntoActiveModel};
+        for (db, pg_name) in crate::testdb::fresh_databases().await {
             let backend = db.get_database_backend();
             Migrator::up(&db, Some(8))
                 .await
                 .unwrap_or_else(|e| panic!("{e}"));
             // The timers name a policy and a calendar that need not exist.
-            let no_keys = match backend {
-                sea_orm::DatabaseBackend::Postgres => "SET session_replication_role = replica",
-                _ => "PRAGMA foreign_keys = OFF",
-            };
-            db.execute_unprepared(no_keys)
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            let t = keel_core::time::now();
-            let incident = |number: i64| incident::Model {
-                id: uuid::Uuid::now_v7(),
-                number,
-                title: "Printer on fire".into(),
-                description: String::new(),
-                impact: 2,
-                urgency: 2,
-                priority: 3,
-                priority_overridden: false,
-                category: None,
-                major: false,
-                state: "new".into(),
-                hold_reason: None,
-                resolution_code: None,
-                resolution_notes: None,
-                requester_id: uuid::Uuid::now_v7(),
-                assignment_group_id: None,
-                assignee_id: None,
-                reassignment_count: 0,
-                created_by: uuid::Uuid::now_v7(),
-                version: 1,
-                created_at: t,
-                updated_at: t,
-                first_response_at: None,
-                resolved_at: None,
-                closed_at: None,
-                cancelled_at: None,
-                timers_json: String::new(),
-            };
+            crate::testdb::without_foreign_keys(&db, &["incidents", "sla_timers"]).await;
             // Two incidents with timers and one without.
+            let incident = crate::testdb::incident;
             let (a, b, none) = (incident(1), incident(2), incident(3));
             let of_a = two_timers(a.id);
             let [_, of_b] = two_timers(b.id);
@@ -723,17 +653,7 @@ mod tests {
             // What Keel writes reads the same.
             let keel = timers_of_json(&timers_json(&of_a)).unwrap_or_else(|e| panic!("{e}"));
             assert_eq!(read(&a).await, keel, "{backend:?}");
-            drop(db);
-            if let Some(name) = pg_name {
-                let url = std::env::var("KEEL_TEST_POSTGRES_URL")
-                    .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-                let base = sea_orm::Database::connect(url)
-                    .await
-                    .unwrap_or_else(|e| panic!("{e}"));
-                base.execute_unprepared(&format!("DROP DATABASE \"{name}\" WITH (FORCE)"))
-                    .await
-                    .unwrap_or_else(|e| panic!("{e}"));
-            }
+            crate::testdb::drop_database(db, pg_name).await;
         }
     }
 

@@ -234,9 +234,9 @@ fn fts_query(terms: &[String], include_internal: bool) -> String {
     }
 }
 
-/// From how many matches on SQLite a search is "dense": enough that walking
-/// the list's sort index and testing each incident against the matches
-/// fills a page sooner than sorting every match.
+/// From how many matches a search is "dense": enough that walking the
+/// list's sort index and testing each incident against the matches fills
+/// a page sooner than reading every match and sorting them.
 pub(crate) const DENSE: u64 = 2_000;
 
 /// How long a search's density ([`Density`]) is trusted.
@@ -265,18 +265,16 @@ impl Density {
         self.kept.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether at least [`DENSE`] incidents match (SQLite; counts no
-    /// further): as last counted, if that was less than [`DENSITY_TTL`]
-    /// ago.
+    /// Whether at least [`DENSE`] incidents match (counts no further): as
+    /// last counted, if that was less than [`DENSITY_TTL`] ago.
     pub async fn is_dense<C: ConnectionTrait>(
         &self,
         db: &C,
         terms: &[String],
         include_internal: bool,
     ) -> Result<bool, StoreError> {
-        if db.get_database_backend() == DatabaseBackend::Postgres {
-            return Ok(false);
-        }
+        // The FTS5 query names the terms and the columns: a key on either
+        // database.
         let query = fts_query(terms, include_internal);
         let kept = self
             .lock()
@@ -286,7 +284,7 @@ impl Density {
         if let Some(dense) = kept {
             return Ok(dense);
         }
-        let dense = count_dense(db, query.clone()).await?;
+        let dense = count_dense(db, &query, terms, include_internal).await?;
         let mut kept = self.lock();
         if kept.len() >= DENSITY_KEPT {
             kept.clear();
@@ -296,16 +294,32 @@ impl Density {
     }
 }
 
-/// Whether at least [`DENSE`] incidents match the FTS5 `query` (SQLite;
-/// counts no further).
-async fn count_dense<C: ConnectionTrait>(db: &C, query: String) -> Result<bool, StoreError> {
-    let row = db
-        .query_one_raw(stmt(
-            db.get_database_backend(),
+/// Whether at least [`DENSE`] incidents match `terms` (counts no
+/// further): the FTS5 `query` on SQLite, the document's `@@` on
+/// PostgreSQL.
+async fn count_dense<C: ConnectionTrait>(
+    db: &C,
+    query: &str,
+    terms: &[String],
+    include_internal: bool,
+) -> Result<bool, StoreError> {
+    let backend = db.get_database_backend();
+    let statement = match backend {
+        DatabaseBackend::Postgres => stmt(
+            backend,
+            &format!(
+                "SELECT count(*) AS n FROM (SELECT 1 FROM incident_search WHERE {} @@ plainto_tsquery('english', ?) LIMIT ?) AS m",
+                pg_document(include_internal)
+            ),
+            vec![terms.join(" ").into(), DENSE.into()],
+        ),
+        _ => stmt(
+            backend,
             "SELECT count(*) AS n FROM (SELECT rowid FROM incident_search WHERE incident_search MATCH ? LIMIT ?)",
             vec![query.into(), DENSE.into()],
-        ))
-        .await?;
+        ),
+    };
+    let row = db.query_one_raw(statement).await?;
     let n = match row {
         Some(r) => r.try_get::<i64>("", "n")?,
         None => 0,
@@ -330,14 +344,34 @@ pub(crate) fn fts_match(terms: &[String], include_internal: bool) -> SimpleExpr 
     )
 }
 
+/// The PostgreSQL search document: with internal work notes or without.
+fn pg_document(include_internal: bool) -> &'static str {
+    if include_internal {
+        "all_doc"
+    } else {
+        "public_doc"
+    }
+}
+
 /// A condition on `incidents.number` matching every term in `terms`.
 /// `include_internal` widens the search to internal work notes (agents).
 /// Terms are plain words (see `keel_core::query::search_terms`) and travel as
 /// bound parameters; each is quoted for FTS5 so none acts as an operator.
 ///
-/// `dense` (SQLite, see [`Density::is_dense`]) writes the column as `+number`, which
-/// keeps SQLite from looking every match up by number and sorting them all;
-/// it walks the sort order's index instead and stops after one page.
+/// `dense` ([`Density::is_dense`]) chooses between two plans that give the
+/// same rows:
+///
+/// - SQLite: a dense search writes the column as `+number`, which keeps
+///   SQLite from looking every match up by number and sorting them all;
+///   it walks the sort order's index instead and stops after one page.
+/// - PostgreSQL: a sparse search reads its matches first, as an array
+///   (`number = ANY(ARRAY(…))`), and then only those incidents, by number.
+///   As `IN (…)` PostgreSQL walked the sort order's index testing every
+///   incident, or the search table's key testing every document, until a
+///   page matched: a rare pair of words ("vpn disconnecting", 257 matches
+///   at 100 000 incidents) took 12-65 ms that way and 1.3-3 ms this way
+///   (bench/RESULTS.md, twenty-second session). A dense search keeps the
+///   walk, which finds a page soon.
 pub(crate) fn matches(
     backend: DatabaseBackend,
     terms: &[String],
@@ -346,17 +380,16 @@ pub(crate) fn matches(
 ) -> SimpleExpr {
     match backend {
         DatabaseBackend::Postgres => {
-            let doc = if include_internal {
-                "all_doc"
+            let doc = pg_document(include_internal);
+            let matching = format!(
+                "SELECT number FROM incident_search WHERE {doc} @@ plainto_tsquery('english', $1)"
+            );
+            let test = if dense {
+                format!("\"incidents\".\"number\" IN ({matching})")
             } else {
-                "public_doc"
+                format!("\"incidents\".\"number\" = ANY(ARRAY({matching}))")
             };
-            Expr::cust_with_values(
-                format!(
-                    "\"incidents\".\"number\" IN (SELECT number FROM incident_search WHERE {doc} @@ plainto_tsquery('english', $1))"
-                ),
-                [terms.join(" ")],
-            )
+            Expr::cust_with_values(test, [terms.join(" ")])
         }
         _ => {
             let column = if dense {
@@ -405,6 +438,102 @@ mod tests {
         ))
         .await
         .unwrap_or_else(|e| panic!("{e}"));
+    }
+
+    #[tokio::test]
+    async fn a_dense_and_a_sparse_search_find_the_same_incidents_on_either_database() {
+        use keel_migrations::{Migrator, MigratorTrait};
+        use sea_orm::{
+            ActiveModelTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
+        };
+
+        use crate::entities::incident;
+        for (db, name) in crate::testdb::fresh_databases().await {
+            let backend = db.get_database_backend();
+            Migrator::up(&db, None)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            crate::testdb::without_foreign_keys(&db, &["incidents"]).await;
+            // Incident n: a printer when n is even, a VPN when n is a
+            // multiple of 3, a note about the toner when n is a multiple
+            // of 5 (internal), and number 7 has no search row at all.
+            let mut rows = Vec::new();
+            for n in 1..=40_i64 {
+                let mut m = crate::testdb::incident(n).into_active_model().reset_all();
+                m.title = sea_orm::Set(format!("Ticket {n}"));
+                incident::Entity::insert(m)
+                    .exec_without_returning(&db)
+                    .await
+                    .unwrap_or_else(|e| panic!("{e}"));
+                let mut title = Vec::new();
+                if n % 2 == 0 {
+                    title.push("printer jams");
+                }
+                if n % 3 == 0 {
+                    title.push("vpn disconnecting");
+                }
+                let note = [("toner replaced", true)];
+                let notes = if n % 5 == 0 { &note[..] } else { &[] };
+                if n != 7 {
+                    rows.push(SearchRow::new(
+                        n,
+                        &title.join(", "),
+                        "",
+                        notes.iter().copied(),
+                    ));
+                }
+            }
+            insert_rows(&db, rows)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let found = |words: &[&str], internal: bool, dense: bool| {
+                let db = &db;
+                let terms: Vec<String> = words.iter().map(|w| (*w).to_owned()).collect();
+                async move {
+                    incident::Entity::find()
+                        .select_only()
+                        .column(incident::Column::Number)
+                        .filter(matches(backend, &terms, internal, dense))
+                        .order_by_desc(incident::Column::Number)
+                        .into_tuple::<i64>()
+                        .all(db)
+                        .await
+                        .unwrap_or_else(|e| panic!("{backend:?}: {e}"))
+                }
+            };
+            let want =
+                |f: fn(i64) -> bool| (1..=40_i64).rev().filter(|n| f(*n)).collect::<Vec<_>>();
+            for dense in [false, true] {
+                let case = format!("{backend:?}, dense {dense}");
+                assert_eq!(
+                    found(&["printer"], false, dense).await,
+                    want(|n| n % 2 == 0),
+                    "{case}"
+                );
+                assert_eq!(
+                    found(&["printer", "vpn"], false, dense).await,
+                    want(|n| n % 6 == 0),
+                    "{case}"
+                );
+                assert_eq!(
+                    found(&["toner"], true, dense).await,
+                    want(|n| n % 5 == 0),
+                    "{case}"
+                );
+                // Work notes are searched only when asked.
+                assert_eq!(
+                    found(&["toner"], false, dense).await,
+                    Vec::<i64>::new(),
+                    "{case}"
+                );
+                assert_eq!(
+                    found(&["scanner"], true, dense).await,
+                    Vec::<i64>::new(),
+                    "{case}"
+                );
+            }
+            crate::testdb::drop_database(db, name).await;
+        }
     }
 
     #[tokio::test]
