@@ -234,9 +234,9 @@ fn fts_query(terms: &[String], include_internal: bool) -> String {
     }
 }
 
-/// From how many matches a search is "dense": enough that walking the
-/// list's sort index and testing each incident against the matches fills
-/// a page sooner than reading every match and sorting them.
+/// From how many matches on SQLite a search is "dense": enough that walking
+/// the list's sort index and testing each incident against the matches
+/// fills a page sooner than sorting every match.
 pub(crate) const DENSE: u64 = 2_000;
 
 /// How long a search's density ([`Density`]) is trusted.
@@ -265,16 +265,18 @@ impl Density {
         self.kept.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// Whether at least [`DENSE`] incidents match (counts no further): as
-    /// last counted, if that was less than [`DENSITY_TTL`] ago.
+    /// Whether at least [`DENSE`] incidents match (SQLite; counts no
+    /// further): as last counted, if that was less than [`DENSITY_TTL`]
+    /// ago.
     pub async fn is_dense<C: ConnectionTrait>(
         &self,
         db: &C,
         terms: &[String],
         include_internal: bool,
     ) -> Result<bool, StoreError> {
-        // The FTS5 query names the terms and the columns: a key on either
-        // database.
+        if db.get_database_backend() == DatabaseBackend::Postgres {
+            return Ok(false);
+        }
         let query = fts_query(terms, include_internal);
         let kept = self
             .lock()
@@ -284,7 +286,7 @@ impl Density {
         if let Some(dense) = kept {
             return Ok(dense);
         }
-        let dense = count_dense(db, &query, terms, include_internal).await?;
+        let dense = count_dense(db, query.clone()).await?;
         let mut kept = self.lock();
         if kept.len() >= DENSITY_KEPT {
             kept.clear();
@@ -294,32 +296,16 @@ impl Density {
     }
 }
 
-/// Whether at least [`DENSE`] incidents match `terms` (counts no
-/// further): the FTS5 `query` on SQLite, the document's `@@` on
-/// PostgreSQL.
-async fn count_dense<C: ConnectionTrait>(
-    db: &C,
-    query: &str,
-    terms: &[String],
-    include_internal: bool,
-) -> Result<bool, StoreError> {
-    let backend = db.get_database_backend();
-    let statement = match backend {
-        DatabaseBackend::Postgres => stmt(
-            backend,
-            &format!(
-                "SELECT count(*) AS n FROM (SELECT 1 FROM incident_search WHERE {} @@ plainto_tsquery('english', ?) LIMIT ?) AS m",
-                pg_document(include_internal)
-            ),
-            vec![terms.join(" ").into(), DENSE.into()],
-        ),
-        _ => stmt(
-            backend,
+/// Whether at least [`DENSE`] incidents match the FTS5 `query` (SQLite;
+/// counts no further).
+async fn count_dense<C: ConnectionTrait>(db: &C, query: String) -> Result<bool, StoreError> {
+    let row = db
+        .query_one_raw(stmt(
+            db.get_database_backend(),
             "SELECT count(*) AS n FROM (SELECT rowid FROM incident_search WHERE incident_search MATCH ? LIMIT ?)",
             vec![query.into(), DENSE.into()],
-        ),
-    };
-    let row = db.query_one_raw(statement).await?;
+        ))
+        .await?;
     let n = match row {
         Some(r) => r.try_get::<i64>("", "n")?,
         None => 0,
@@ -344,34 +330,14 @@ pub(crate) fn fts_match(terms: &[String], include_internal: bool) -> SimpleExpr 
     )
 }
 
-/// The PostgreSQL search document: with internal work notes or without.
-fn pg_document(include_internal: bool) -> &'static str {
-    if include_internal {
-        "all_doc"
-    } else {
-        "public_doc"
-    }
-}
-
 /// A condition on `incidents.number` matching every term in `terms`.
 /// `include_internal` widens the search to internal work notes (agents).
 /// Terms are plain words (see `keel_core::query::search_terms`) and travel as
 /// bound parameters; each is quoted for FTS5 so none acts as an operator.
 ///
-/// `dense` ([`Density::is_dense`]) chooses between two plans that give the
-/// same rows:
-///
-/// - SQLite: a dense search writes the column as `+number`, which keeps
-///   SQLite from looking every match up by number and sorting them all;
-///   it walks the sort order's index instead and stops after one page.
-/// - PostgreSQL: a sparse search reads its matches first, as an array
-///   (`number = ANY(ARRAY(…))`), and then only those incidents, by number.
-///   As `IN (…)` PostgreSQL walked the sort order's index testing every
-///   incident, or the search table's key testing every document, until a
-///   page matched: a rare pair of words ("vpn disconnecting", 257 matches
-///   at 100 000 incidents) took 12-65 ms that way and 1.3-3 ms this way
-///   (bench/RESULTS.md, twenty-second session). A dense search keeps the
-///   walk, which finds a page soon.
+/// `dense` (SQLite, see [`Density::is_dense`]) writes the column as `+number`, which
+/// keeps SQLite from looking every match up by number and sorting them all;
+/// it walks the sort order's index instead and stops after one page.
 pub(crate) fn matches(
     backend: DatabaseBackend,
     terms: &[String],
@@ -380,16 +346,17 @@ pub(crate) fn matches(
 ) -> SimpleExpr {
     match backend {
         DatabaseBackend::Postgres => {
-            let doc = pg_document(include_internal);
-            let matching = format!(
-                "SELECT number FROM incident_search WHERE {doc} @@ plainto_tsquery('english', $1)"
-            );
-            let test = if dense {
-                format!("\"incidents\".\"number\" IN ({matching})")
+            let doc = if include_internal {
+                "all_doc"
             } else {
-                format!("\"incidents\".\"number\" = ANY(ARRAY({matching}))")
+                "public_doc"
             };
-            Expr::cust_with_values(test, [terms.join(" ")])
+            Expr::cust_with_values(
+                format!(
+                    "\"incidents\".\"number\" IN (SELECT number FROM incident_search WHERE {doc} @@ plainto_tsquery('english', $1))"
+                ),
+                [terms.join(" ")],
+            )
         }
         _ => {
             let column = if dense {
@@ -441,7 +408,7 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_dense_and_a_sparse_search_find_the_same_incidents_on_either_database() {
+    async fn a_search_finds_the_same_incidents_in_either_plan_on_either_database() {
         use keel_migrations::{Migrator, MigratorTrait};
         use sea_orm::{
             ActiveModelTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
