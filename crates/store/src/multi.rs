@@ -339,34 +339,19 @@ mod tests {
         use crate::entities::incident;
         let t = chrono::DateTime::from_timestamp(1_700_000_000, 123_000).unwrap_or_default();
         let models = (0..n).map(|i| {
+            let number = i64::try_from(i).unwrap_or(0) + 1;
             incident::ActiveModel::from(incident::Model {
-                id: uuid::Uuid::now_v7(),
-                number: i64::try_from(i).unwrap_or(0) + 1,
                 title: format!("Printer {i} is on fire"),
                 description: "It says \"PC LOAD LETTER\"; then smoke.".into(),
-                impact: 2,
                 urgency: 3,
                 priority: 4,
                 priority_overridden: i % 2 == 0,
                 category: (i % 2 == 1).then(|| "hardware".into()),
-                major: false,
-                state: "new".into(),
-                hold_reason: None,
-                resolution_code: None,
-                resolution_notes: None,
-                requester_id: uuid::Uuid::now_v7(),
-                assignment_group_id: None,
                 assignee_id: Some(uuid::Uuid::now_v7()),
-                reassignment_count: 0,
-                created_by: uuid::Uuid::now_v7(),
-                version: 1,
                 created_at: t,
                 updated_at: t,
-                first_response_at: None,
                 resolved_at: Some(t),
-                closed_at: None,
-                cancelled_at: None,
-                timers_json: "[]".to_owned(),
+                ..crate::testdb::incident(number)
             })
             .reset_all()
         });
