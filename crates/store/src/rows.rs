@@ -383,10 +383,10 @@ decoder!(
 
 /// An incident's SLA timers as its row keeps them (`incidents.timers_json`,
 /// migration `m0009_incident_timers`): a JSON array of arrays, each the
-/// fields of a [`TimerSight`] in its order, timers in [`keel_sla::TargetKind::ALL`]'s order;
-/// ids as lower-case hex, `""` for none; timestamps RFC 3339 in
-/// UTC, `null` for none; the pauses as their JSON text. An incident
-/// without timers has `[]`. Written in the transaction that writes the
+/// fields of a [`TimerSight`] in its order, the timers in
+/// [`keel_sla::TargetKind::ALL`]'s order; ids as lower-case hex, `""` for
+/// none; timestamps RFC 3339 in UTC, `null` for none; the pauses as their
+/// JSON text. An incident without timers has `[]`. Written in the transaction that writes the
 /// timers, so a page or a get reads them with the incident: until the
 /// twenty-second session a page read them in a second statement (on
 /// PostgreSQL about 220 µs of server time, 50 index descents), and a get
