@@ -877,7 +877,22 @@ pub(crate) async fn sync_loaded<C: ConnectionTrait>(
     let json = crate::rows::timers_json(
         &[planned.updated.as_slice(), planned.inserted.as_slice()].concat(),
     );
+    // A timer the change left as it was (its `updated_at` aside) is not
+    // written again: a comment restarts next-update and leaves the rest.
+    let unchanged = |r: &sla_timer::Model| {
+        existing.iter().any(|e| {
+            e.id == r.id
+                && *e
+                    == sla_timer::Model {
+                        updated_at: e.updated_at,
+                        ..r.clone()
+                    }
+        })
+    };
     for r in planned.updated {
+        if unchanged(&r) {
+            continue;
+        }
         sla_timer::Entity::update(sla_timer::ActiveModel::from(r).reset_all())
             .exec(db)
             .await?;
