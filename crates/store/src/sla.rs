@@ -461,6 +461,22 @@ impl Store {
         let t = now();
         let hooks = self.subscriptions().await?;
         let txn = self.writer().begin().await?;
+        // PostgreSQL: the incident's row first. Every change to an
+        // incident locks its row before its timers (the record is saved,
+        // then `sync_loaded` writes the timers it changed), and this
+        // transaction writes both too (a breach's copy in the incident,
+        // an escalation): in the same order, neither waits on the other
+        // in a cycle, and the timers read below are those of every change
+        // committed before it. SQLite has one writer at a time.
+        if txn.get_database_backend() == DatabaseBackend::Postgres {
+            txn.execute_raw(Statement::from_sql_and_values(
+                DatabaseBackend::Postgres,
+                "SELECT 1 FROM incidents WHERE id = \
+                 (SELECT record_id FROM sla_timers WHERE id = $1) FOR UPDATE",
+                [id.into()],
+            ))
+            .await?;
+        }
         // Write first (SQLite lock order), then read what was claimed.
         sla_timer::Entity::update_many()
             .col_expr(sla_timer::Column::UpdatedAt, Expr::value(t))
