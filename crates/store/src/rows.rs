@@ -391,7 +391,7 @@ decoder!(
 /// twenty-second session a page read them in a second statement (on
 /// PostgreSQL about 220 µs of server time, 50 index descents), and a get
 /// in a subquery (SQLite) or a join (PostgreSQL).
-pub(crate) fn timers_json(rows: &[sla_timer::Model]) -> String {
+pub(crate) fn timers_json<'m>(rows: impl IntoIterator<Item = &'m sla_timer::Model>) -> String {
     #[derive(serde::Serialize)]
     struct Out<'a>(
         &'a str,
@@ -405,13 +405,13 @@ pub(crate) fn timers_json(rows: &[sla_timer::Model]) -> String {
         #[serde(serialize_with = "keel_core::time::rfc3339_opt")]
         &'a Option<chrono::DateTime<chrono::Utc>>,
     );
-    let hex = |id: Option<uuid::Uuid>| id.map(|i| i.simple().to_string()).unwrap_or_default();
+    let hex = |id: Option<uuid::Uuid>| id.map(timers_json_id).unwrap_or_default();
     let rank = |kind: &str| {
         keel_sla::TargetKind::ALL
             .iter()
             .position(|k| k.as_str() == kind)
     };
-    let mut rows: Vec<&sla_timer::Model> = rows.iter().collect();
+    let mut rows: Vec<&sla_timer::Model> = rows.into_iter().collect();
     rows.sort_by_key(|r| rank(&r.kind));
     let out: Vec<Out<'_>> = rows
         .into_iter()
@@ -430,6 +430,12 @@ pub(crate) fn timers_json(rows: &[sla_timer::Model]) -> String {
         .collect();
     // Strings, numbers and nulls only: serialising cannot fail.
     serde_json::to_string(&out).unwrap_or_else(|_| "[]".to_owned())
+}
+
+/// An id (a policy's, a calendar's) as [`timers_json`] writes it, quotes
+/// aside.
+pub(crate) fn timers_json_id(id: uuid::Uuid) -> String {
+    id.simple().to_string()
 }
 
 /// One element of [`timers_json`], field by field.
@@ -452,7 +458,7 @@ pub(crate) fn timers_of_json(text: &str) -> Result<Vec<TimerSight>, sea_orm::DbE
     if text == "[]" {
         return Ok(Vec::new());
     }
-    let bad = |what: &str| sea_orm::DbErr::Type(format!("sla_timers JSON: {what}"));
+    let bad = |what: &str| sea_orm::DbErr::Type(format!("incidents.timers_json: {what}"));
     let id = |hex: &str| uuid::Uuid::try_parse(hex).map_err(|e| bad(&e.to_string()));
     let some_id = |hex: &str| (!hex.is_empty()).then(|| id(hex)).transpose();
     let at = |t: &str| {

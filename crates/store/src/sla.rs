@@ -367,7 +367,7 @@ impl Store {
         // The timers lose the policy by the foreign key; the incidents'
         // copies of them ([`crate::rows::timers_json`]) in one statement,
         // the id's quoted hex being found nowhere else in them.
-        let quoted = format!("\"{}\"", id.simple());
+        let quoted = format!("\"{}\"", crate::rows::timers_json_id(id));
         let mut holders = Query::select();
         holders
             .column(sla_timer::Column::RecordId)
@@ -890,19 +890,15 @@ pub(crate) async fn sync_loaded<C: ConnectionTrait>(
     };
     let planned = plan(cfg, m, &existing, event, t)?;
     // Every timer the incident has is updated or inserted.
-    let json = crate::rows::timers_json(
-        &[planned.updated.as_slice(), planned.inserted.as_slice()].concat(),
-    );
+    let json = crate::rows::timers_json(planned.updated.iter().chain(&planned.inserted));
     // A timer the change left as it was (its `updated_at` aside) is not
     // written again: a comment restarts next-update and leaves the rest.
     let unchanged = |r: &sla_timer::Model| {
-        existing.iter().any(|e| {
-            e.id == r.id
-                && *e
-                    == sla_timer::Model {
-                        updated_at: e.updated_at,
-                        ..r.clone()
-                    }
+        existing.iter().find(|e| e.id == r.id).is_some_and(|e| {
+            *e == sla_timer::Model {
+                updated_at: e.updated_at,
+                ..r.clone()
+            }
         })
     };
     for r in planned.updated {
