@@ -36,11 +36,8 @@ async fn read(readers: web::Data<Readers>, n: web::Path<i64>) -> HttpResponse {
         sql(*backend, "SELECT id, body FROM lightspeed WHERE id = ?"),
         [(n.into_inner() % ROWS).into()],
     );
-    match reads
-        .fetch_all(stmt)
-        .await
-        .map(|rows| rows.into_iter().next())
-    {
+    // As Keel's get reads its one row.
+    match reads.fetch_optional(stmt).await {
         Ok(Some(row)) => {
             let body: String = row.try_get("", "body").unwrap_or_default();
             HttpResponse::Ok().content_type("text/plain").body(body)

@@ -169,6 +169,44 @@ impl Reads {
         }
     }
 
+    /// Runs `stmt`, which finds at most one row, and answers that row, as
+    /// sea-orm's `query_one_raw` would. On SQLite it returns as soon as the
+    /// row comes: the connection's worker thread resets the statement before
+    /// it sends the row, and sends nothing after it, where [`Reads::fetch_all`]
+    /// waits for the statement's end and then for the channel to close, and
+    /// each of those could wake this thread again. On PostgreSQL sqlx reads
+    /// to the end of the result either way.
+    pub async fn fetch_optional(
+        &self,
+        stmt: Statement,
+    ) -> Result<Option<QueryResult>, sea_orm::DbErr> {
+        let sql = stmt.sql;
+        let values = SqlxValues(stmt.values.unwrap_or(Values(Vec::new())));
+        match self.parts.get(self.at) {
+            Some(Part::Postgres(own)) => {
+                run_one(
+                    own,
+                    self.parts.iter().filter_map(Part::postgres),
+                    &sql,
+                    values,
+                )
+                .await
+            }
+            Some(Part::Sqlite(own)) => {
+                run_one(
+                    own,
+                    self.parts.iter().filter_map(Part::sqlite),
+                    &sql,
+                    values,
+                )
+                .await
+            }
+            None => Err(sea_orm::DbErr::ConnectionAcquire(
+                sea_orm::ConnAcquireErr::ConnectionClosed,
+            )),
+        }
+    }
+
     /// How many connections are open, how many of them idle, and the most
     /// there may be: all parts together.
     pub fn stats(&self) -> (u32, u32, u32) {
@@ -214,6 +252,26 @@ where
     let (c, permit) = permit(own, others).await.map_err(db_err)?;
     let rows = c.fetch_all(permit, sql, values).await.map_err(db_err)?;
     Ok(rows.into_iter().map(QueryResult::from).collect())
+}
+
+/// [`run`] for a statement of at most one row.
+async fn run_one<'a, DB: Database>(
+    own: &'a Conns<DB>,
+    others: impl Iterator<Item = &'a Conns<DB>>,
+    sql: &str,
+    values: SqlxValues,
+) -> Result<Option<QueryResult>, sea_orm::DbErr>
+where
+    for<'c> &'c mut DB::Connection: sqlx::Executor<'c, Database = DB>,
+    SqlxValues: sqlx::IntoArguments<DB>,
+    QueryResult: From<DB::Row>,
+{
+    let (c, permit) = permit(own, others).await.map_err(db_err)?;
+    let row = c
+        .fetch_optional(permit, sql, values)
+        .await
+        .map_err(db_err)?;
+    Ok(row.map(QueryResult::from))
 }
 
 /// A read's part and permit: `own`'s if one is free, else the first of
@@ -310,11 +368,35 @@ where
         let rows = sqlx::query_with(sqlx::AssertSqlSafe(sql), values)
             .fetch_all(&mut conn)
             .await;
-        match rows {
-            // The statement ran to the end, or the server refused it and
+        self.give_back(conn, rows.as_ref().err()).await;
+        rows
+    }
+
+    /// [`Conns::fetch_all`] for a statement of at most one row
+    /// ([`Reads::fetch_optional`]).
+    async fn fetch_optional(
+        &self,
+        _permit: SemaphorePermit<'_>,
+        sql: &str,
+        values: SqlxValues,
+    ) -> Result<Option<DB::Row>, sqlx::Error> {
+        let mut conn = self.checkout().await?;
+        let row = sqlx::query_with(sqlx::AssertSqlSafe(sql), values)
+            .fetch_optional(&mut conn)
+            .await;
+        self.give_back(conn, row.as_ref().err()).await;
+        row
+    }
+
+    /// Puts `conn` back on the idle list after a read that ended with
+    /// `error`, or closes it.
+    async fn give_back(&self, conn: DB::Connection, error: Option<&sqlx::Error>) {
+        match error {
+            // The statement ran to the end (on SQLite, or its one row was
+            // taken and the statement reset), or the server refused it and
             // said so (sqlx reads up to its next ready message first): the
             // connection is as good as before.
-            Ok(_) | Err(sqlx::Error::Database(_)) => {
+            None | Some(sqlx::Error::Database(_)) => {
                 let now = Instant::now();
                 let expired = {
                     let mut idle = self.idle();
@@ -333,9 +415,8 @@ where
             }
             // Anything else (I/O, TLS, a protocol error) may have left it
             // broken or mid-result: it goes.
-            Err(_) => drop(conn),
+            Some(_) => drop(conn),
         }
-        rows
     }
 
     /// An idle connection (pinged first if it sat idle a while), or a new
@@ -576,5 +657,61 @@ mod tests {
         store.close().await;
         writer.close().await.ok();
         let _ = std::fs::remove_file(&path);
+    }
+
+    #[tokio::test]
+    async fn a_one_row_read_answers_its_row_or_none_and_gives_its_connection_back_on_either_database()
+     {
+        for (db, pg_name) in crate::testdb::fresh_databases().await {
+            let backend = db.get_database_backend();
+            db.execute_unprepared("CREATE TABLE t (n BIGINT PRIMARY KEY, s TEXT NOT NULL)")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            db.execute_unprepared("INSERT INTO t VALUES (1, 'one'), (2, 'two')")
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            let reads = Reads::beside(&db);
+            let by_n = |n: i64| {
+                let text = if backend == DatabaseBackend::Postgres {
+                    "SELECT s FROM t WHERE n = $1"
+                } else {
+                    "SELECT s FROM t WHERE n = ?"
+                };
+                Statement::from_sql_and_values(backend, text, [n.into()])
+            };
+            for (n, want) in [(2, Some("two")), (3, None), (1, Some("one"))] {
+                let row = reads
+                    .fetch_optional(by_n(n))
+                    .await
+                    .unwrap_or_else(|e| panic!("{backend:?}: {e}"));
+                let s: Option<String> = row.and_then(|r| r.try_get("", "s").ok());
+                assert_eq!(s.as_deref(), want, "{backend:?}");
+                // One connection, idle again after each read.
+                assert_eq!(reads.stats().0, 1, "{backend:?}");
+                assert_eq!(reads.stats().1, 1, "{backend:?}");
+            }
+            // A statement the database refuses is an error, and the
+            // connection stays.
+            let refused = reads
+                .fetch_optional(sql(&db, "SELECT * FROM missing"))
+                .await;
+            assert!(refused.is_err(), "{backend:?}");
+            assert_eq!(reads.stats().0, 1, "{backend:?}");
+            // A statement of several rows answers its first.
+            let first = reads
+                .fetch_optional(sql(&db, "SELECT s FROM t ORDER BY n"))
+                .await
+                .unwrap_or_else(|e| panic!("{backend:?}: {e}"));
+            let s: Option<String> = first.and_then(|r| r.try_get("", "s").ok());
+            assert_eq!(s.as_deref(), Some("one"), "{backend:?}");
+            // And the connection reads on after it.
+            let again = reads
+                .fetch_all(sql(&db, "SELECT s FROM t ORDER BY n"))
+                .await
+                .unwrap_or_else(|e| panic!("{backend:?}: {e}"));
+            assert_eq!(again.len(), 2, "{backend:?}");
+            reads.close().await;
+            crate::testdb::drop_database(db, pg_name).await;
+        }
     }
 }
