@@ -17,8 +17,8 @@ use keel_incident::{
 use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, JoinType, Query, SimpleExpr};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend,
-    DatabaseTransaction, EntityTrait, IdenStatic, Iterable, QueryFilter, QueryOrder, QuerySelect,
-    QueryTrait, Statement, TransactionTrait, Value,
+    DatabaseTransaction, EntityTrait, IdenStatic, Iterable, QueryFilter, QueryOrder, QueryResult,
+    QuerySelect, QueryTrait, Statement, TransactionTrait, Value,
 };
 use uuid::Uuid;
 
@@ -322,11 +322,6 @@ fn reach_condition(reach: &Reach) -> Condition {
     }
 }
 
-/// The query for an incident by id or number (`None` if `key` is neither).
-fn by_key(key: &str) -> Option<sea_orm::Select<incident::Entity>> {
-    Key::parse(key).map(Key::select)
-}
-
 /// One incident's unique key: its id or its number.
 #[derive(Clone, Copy, Debug, PartialEq)]
 enum Key {
@@ -361,14 +356,22 @@ impl Key {
     }
 }
 
+/// The incident `key` names, read on `db` as a get reads it on its own
+/// connections: the statement's text kept ([`load_one_statement`]) and
+/// its row decoded by position ([`one_model`]). Every change reads its
+/// incident this way first ([`visible`]); building the statement with
+/// sea-query and decoding its row by name took 100 k instructions of a
+/// comment's 1.48 M (bench/RESULTS.md, twenty-third session).
 async fn find_model<C: ConnectionTrait>(
     db: &C,
     key: &str,
 ) -> Result<Option<incident::Model>, StoreError> {
-    match by_key(key) {
-        Some(q) => Ok(q.one(db).await?),
-        None => Ok(None),
-    }
+    let Some(key) = Key::parse(key) else {
+        return Ok(None);
+    };
+    let backend = db.get_database_backend();
+    let row = db.query_one_raw(load_one_statement(backend, key)).await?;
+    row.map(|row| one_model(backend, key, &row)).transpose()
 }
 
 /// A new incident, checked and resolved, waiting for its number.
@@ -809,11 +812,37 @@ fn sql_order(dir: SortDir) -> sea_orm::Order {
 /// call: building it with sea-query took a fifth of a get's instructions
 /// (bench/RESULTS.md, eleventh session).
 async fn load_one(store: &Store, key: Key) -> Result<Loaded, StoreError> {
-    let stmt = load_one_statement(store.backend(), key);
-    let kept = 2 * usize::from(store.backend() == DatabaseBackend::Postgres)
-        + usize::from(matches!(key, Key::Number(_)));
-    let loaded = load_statement(store, stmt, Some(kept)).await?;
+    let backend = store.backend();
+    let row = store
+        .reads()
+        .fetch_optional(load_one_statement(backend, key))
+        .await?;
+    let mut loaded = Loaded::default();
+    if let Some(row) = row {
+        loaded.models.push(one_model(backend, key, &row)?);
+    }
     with_names(store, loaded).await
+}
+
+/// Decodes a row of [`load_one_statement`]`(backend, key)`. Its column
+/// positions are kept from the statement's first result ([`one_positions`]):
+/// finding them by name was 3.5 % of a get (bench/RESULTS.md, sixteenth
+/// session).
+fn one_model(
+    backend: DatabaseBackend,
+    key: Key,
+    row: &QueryResult,
+) -> Result<incident::Model, StoreError> {
+    let kept = 2 * usize::from(backend == DatabaseBackend::Postgres)
+        + usize::from(matches!(key, Key::Number(_)));
+    let at = one_positions()[kept].clone();
+    let finding = at.is_none();
+    let mut positions = at.map_or_else(Positions::default, Positions::known);
+    let m = rows::incident_of(row, "", &mut positions)?;
+    if finding && let Some(found) = positions.found() {
+        one_positions()[kept].get_or_insert_with(|| found.clone());
+    }
+    Ok(m)
 }
 
 /// [`Key::select`] built for `backend`: its text kept per database and
@@ -832,32 +861,17 @@ async fn load_rows(
     q: sea_orm::Select<incident::Entity>,
 ) -> Result<Loaded, StoreError> {
     let stmt = q.build(store.backend());
-    load_statement(store, stmt, None).await
+    load_statement(store, stmt).await
 }
 
-/// Runs a statement of incidents and decodes its rows. `kept` is
-/// [`load_one`]'s slot in [`one_positions`], where a get's column
-/// positions are kept from its statement's first result: finding them by
-/// name was 3.5 % of a get (bench/RESULTS.md, sixteenth session).
-async fn load_statement(
-    store: &Store,
-    stmt: Statement,
-    kept: Option<usize>,
-) -> Result<Loaded, StoreError> {
-    let at = kept.and_then(|k| one_positions()[k].clone());
-    let finding = at.is_none();
-    let mut positions = at.map_or_else(Positions::default, Positions::known);
+/// Runs a statement of incidents and decodes its rows.
+async fn load_statement(store: &Store, stmt: Statement) -> Result<Loaded, StoreError> {
+    let mut positions = Positions::default();
     let rows = store.reads().fetch_all(stmt).await?;
     let mut out = Loaded::default();
     for row in rows {
         out.models
             .push(rows::incident_of(&row, "", &mut positions)?);
-    }
-    if let Some(k) = kept
-        && finding
-        && let Some(found) = positions.found()
-    {
-        one_positions()[k].get_or_insert_with(|| found.clone());
     }
     Ok(out)
 }
@@ -1840,7 +1854,7 @@ impl Store {
             .then(|| newest_rows_of_each(&filter.states, &cond, sort.dir, page))
             .flatten();
         if let Some(stmt) = pg_rows {
-            let loaded = load_statement(self, stmt, None).await?;
+            let loaded = load_statement(self, stmt).await?;
             let loaded = with_names(self, loaded).await?;
             return self.page_of(actor, loaded, sort, limit).await;
         }
