@@ -366,9 +366,25 @@ async fn find_model<C: ConnectionTrait>(
     db: &C,
     key: &str,
 ) -> Result<Option<incident::Model>, StoreError> {
-    let Some(key) = Key::parse(key) else {
-        return Ok(None);
-    };
+    match Key::parse(key) {
+        Some(key) => find_by(db, key).await,
+        None => Ok(None),
+    }
+}
+
+/// The incident `id` names, read on `db` (a transaction, say) as
+/// [`find_model`] reads it.
+pub(crate) async fn incident_by_id<C: ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+) -> Result<Option<incident::Model>, StoreError> {
+    find_by(db, Key::Id(id)).await
+}
+
+async fn find_by<C: ConnectionTrait>(
+    db: &C,
+    key: Key,
+) -> Result<Option<incident::Model>, StoreError> {
     let backend = db.get_database_backend();
     let row = db.query_one_raw(load_one_statement(backend, key)).await?;
     row.map(|row| one_model(backend, key, &row)).transpose()
@@ -1598,8 +1614,7 @@ impl Store {
                 }
                 // The incident as saved, read once for the SLA, the notices and the
                 // search row.
-                let fresh = incident::Entity::find_by_id(m.id)
-                    .one(txn)
+                let fresh = incident_by_id(txn, m.id)
                     .await?
                     .ok_or(StoreError::NotFound("incident"))?;
                 sla::sync_loaded(txn, &cfg.sla, &fresh, SyncEvent::Changed, t).await?;

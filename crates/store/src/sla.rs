@@ -620,7 +620,7 @@ async fn escalate<C: ConnectionTrait>(
     on: Trigger,
     t: Timestamp,
 ) -> Result<(), StoreError> {
-    let Some(m) = incident::Entity::find_by_id(id).one(db).await? else {
+    let Some(m) = crate::incidents::incident_by_id(db, id).await? else {
         return Ok(());
     };
     let state = m
@@ -863,7 +863,7 @@ pub(crate) async fn sync_incident<C: ConnectionTrait>(
     event: SyncEvent,
     t: Timestamp,
 ) -> Result<(), StoreError> {
-    let Some(m) = incident::Entity::find_by_id(id).one(db).await? else {
+    let Some(m) = crate::incidents::incident_by_id(db, id).await? else {
         return Ok(());
     };
     sync_loaded(db, cfg, &m, event, t).await
@@ -905,9 +905,20 @@ pub(crate) async fn sync_loaded<C: ConnectionTrait>(
         if unchanged(&r) {
             continue;
         }
-        sla_timer::Entity::update(sla_timer::ActiveModel::from(r).reset_all())
+        // Without reading the row back: sea-orm's update of one model
+        // decodes the row it wrote, by name (40 k instructions of an
+        // update that retargets two timers).
+        let id = r.id;
+        let mut am = sla_timer::ActiveModel::from(r).reset_all();
+        am.id = sea_orm::ActiveValue::NotSet;
+        let res = sla_timer::Entity::update_many()
+            .set(am)
+            .filter(sla_timer::Column::Id.eq(id))
             .exec(db)
             .await?;
+        if res.rows_affected != 1 {
+            return Err(sea_orm::DbErr::RecordNotUpdated.into());
+        }
     }
     if let Some(s) = insert_statement(db.get_database_backend(), &planned.inserted) {
         db.execute_raw(s).await?;

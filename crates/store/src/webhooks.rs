@@ -149,7 +149,7 @@ pub(crate) async fn emit_incident<C: ConnectionTrait>(
     if !subs.iter().any(|s| s.wants(event)) {
         return Ok(());
     }
-    let Some(m) = incident::Entity::find_by_id(id).one(db).await? else {
+    let Some(m) = crate::incidents::incident_by_id(db, id).await? else {
         return Ok(());
     };
     emit_loaded(db, subs, event, &m, extra, t).await
