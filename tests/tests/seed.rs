@@ -106,6 +106,20 @@ async fn seeded_incidents_read_like_real_ones(app: TestApp) {
         .to_lowercase();
         assert!(text.contains("printer") || text.contains("print"), "{text}");
     }
+    // The search index the seed leaves (merged on SQLite) takes new
+    // writes: a comment's words are found at once.
+    let open = all_pages(&app, &admin, &[("state", "new")]).await;
+    let target = s(&open[0], "number").to_owned();
+    app.comment(
+        &admin,
+        &target,
+        "Quarantined the zeppelinfloppy driver.",
+        "public",
+    )
+    .await;
+    let found = all_pages(&app, &admin, &[("q", "zeppelinfloppy")]).await;
+    let found: Vec<&str> = found.iter().map(|i| s(i, "number")).collect();
+    assert_eq!(found, vec![target.as_str()]);
     let closed = all_pages(&app, &admin, &[("state", "closed")]).await;
     assert!(!closed.is_empty());
     assert!(closed.iter().all(|i| s(i, "state") == "closed"));
