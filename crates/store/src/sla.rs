@@ -533,9 +533,7 @@ impl Store {
             fired.push(Trigger::Breach);
         }
         if !fired.is_empty()
-            && let Some(m) = incident::Entity::find_by_id(row.record_id)
-                .one(&txn)
-                .await?
+            && let Some(m) = crate::incidents::incident_by_id(&txn, row.record_id).await?
         {
             let mut context = crate::notify::incident_context(&m, None);
             context.insert("target".into(), kind.as_str().into());
