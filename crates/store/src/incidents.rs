@@ -359,9 +359,10 @@ impl Key {
 /// The incident `key` names, read on `db` as a get reads it on its own
 /// connections: the statement's text kept ([`load_one_statement`]) and
 /// its row decoded by position ([`one_model`]). Every change reads its
-/// incident this way first ([`visible`]); building the statement with
-/// sea-query and decoding its row by name took 100 k instructions of a
-/// comment's 1.48 M (bench/RESULTS.md, twenty-third session).
+/// incident this way first ([`visible`]). Building the statement with
+/// sea-query and decoding its row by name made that read 104 k
+/// instructions of a comment's 1.48 M; this way a comment takes 58 k
+/// fewer (bench/RESULTS.md, twenty-third session).
 async fn find_model<C: ConnectionTrait>(
     db: &C,
     key: &str,

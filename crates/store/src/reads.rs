@@ -83,6 +83,29 @@ impl Part {
     }
 }
 
+/// Runs `stmt` with `$run` ([`run`] or [`run_one`]) on this reader's part
+/// and the other parts of its database.
+macro_rules! on_part {
+    ($reads:expr, $run:ident, $stmt:expr) => {{
+        let stmt: Statement = $stmt;
+        let sql = stmt.sql;
+        let values = SqlxValues(stmt.values.unwrap_or(Values(Vec::new())));
+        let parts = &$reads.parts;
+        match parts.get($reads.at) {
+            Some(Part::Postgres(own)) => {
+                $run(own, parts.iter().filter_map(Part::postgres), &sql, values).await
+            }
+            Some(Part::Sqlite(own)) => {
+                $run(own, parts.iter().filter_map(Part::sqlite), &sql, values).await
+            }
+            // `at` always names a part, and there is at least one.
+            None => Err(sea_orm::DbErr::ConnectionAcquire(
+                sea_orm::ConnAcquireErr::ConnectionClosed,
+            )),
+        }
+    }};
+}
+
 impl Reads {
     /// Connections like those of `db`'s pool, up to as many as it may hold.
     pub fn beside(db: &DatabaseConnection) -> Reads {
@@ -141,70 +164,22 @@ impl Reads {
     /// connection idles while a read waits; if there is none at all, it
     /// waits for one of its own part's.
     pub async fn fetch_all(&self, stmt: Statement) -> Result<Vec<QueryResult>, sea_orm::DbErr> {
-        let sql = stmt.sql;
-        let values = SqlxValues(stmt.values.unwrap_or(Values(Vec::new())));
-        match self.parts.get(self.at) {
-            Some(Part::Postgres(own)) => {
-                run(
-                    own,
-                    self.parts.iter().filter_map(Part::postgres),
-                    &sql,
-                    values,
-                )
-                .await
-            }
-            Some(Part::Sqlite(own)) => {
-                run(
-                    own,
-                    self.parts.iter().filter_map(Part::sqlite),
-                    &sql,
-                    values,
-                )
-                .await
-            }
-            // `at` always names a part, and there is at least one.
-            None => Err(sea_orm::DbErr::ConnectionAcquire(
-                sea_orm::ConnAcquireErr::ConnectionClosed,
-            )),
-        }
+        on_part!(self, run, stmt)
     }
 
-    /// Runs `stmt`, which finds at most one row, and answers that row, as
-    /// sea-orm's `query_one_raw` would. On SQLite it returns as soon as the
-    /// row comes: the connection's worker thread resets the statement before
-    /// it sends the row, and sends nothing after it, where [`Reads::fetch_all`]
-    /// waits for the statement's end and then for the channel to close, and
-    /// each of those could wake this thread again. On PostgreSQL sqlx reads
-    /// to the end of the result either way.
+    /// Runs `stmt`, which finds at most one row, and answers that row (of
+    /// several, the first), as sea-orm's `query_one_raw` would. On SQLite
+    /// it returns as soon as the row comes: the connection's worker thread
+    /// resets the statement before it sends the row and sends nothing
+    /// after it, where [`Reads::fetch_all`] waits for the statement's end
+    /// and for the channel to close (a get took 2 % fewer instructions
+    /// this way; bench/RESULTS.md, twenty-third session). On PostgreSQL
+    /// sqlx reads to the end of the result either way.
     pub async fn fetch_optional(
         &self,
         stmt: Statement,
     ) -> Result<Option<QueryResult>, sea_orm::DbErr> {
-        let sql = stmt.sql;
-        let values = SqlxValues(stmt.values.unwrap_or(Values(Vec::new())));
-        match self.parts.get(self.at) {
-            Some(Part::Postgres(own)) => {
-                run_one(
-                    own,
-                    self.parts.iter().filter_map(Part::postgres),
-                    &sql,
-                    values,
-                )
-                .await
-            }
-            Some(Part::Sqlite(own)) => {
-                run_one(
-                    own,
-                    self.parts.iter().filter_map(Part::sqlite),
-                    &sql,
-                    values,
-                )
-                .await
-            }
-            None => Err(sea_orm::DbErr::ConnectionAcquire(
-                sea_orm::ConnAcquireErr::ConnectionClosed,
-            )),
-        }
+        on_part!(self, run_one, stmt)
     }
 
     /// How many connections are open, how many of them idle, and the most
