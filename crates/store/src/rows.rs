@@ -381,6 +381,28 @@ decoder!(
     }
 );
 
+decoder!(
+    timer_of,
+    sla_timer {
+        id: Id,
+        record_type: RecordType,
+        record_id: RecordId,
+        kind: Kind,
+        policy_id: PolicyId,
+        calendar_id: CalendarId,
+        target_secs: TargetSecs,
+        started_at: StartedAt,
+        pauses: Pauses,
+        stopped_at: StoppedAt,
+        state: State,
+        due_at: DueAt,
+        warned_percent: WarnedPercent,
+        breached_at: BreachedAt,
+        next_check_at: NextCheckAt,
+        updated_at: UpdatedAt,
+    }
+);
+
 /// An incident's SLA timers as its row keeps them (`incidents.timers_json`,
 /// migration `m0009_incident_timers`): a JSON array of arrays, each the
 /// fields of a [`TimerSight`] in its order, the timers in

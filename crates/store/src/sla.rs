@@ -880,11 +880,7 @@ pub(crate) async fn sync_loaded<C: ConnectionTrait>(
     let existing: Vec<sla_timer::Model> = if event == SyncEvent::Created {
         Vec::new()
     } else {
-        sla_timer::Entity::find()
-            .filter(sla_timer::Column::RecordType.eq(KIND.as_str()))
-            .filter(sla_timer::Column::RecordId.eq(m.id))
-            .all(db)
-            .await?
+        incident_timers(db, m.id).await?
     };
     let planned = plan(cfg, m, &existing, event, t)?;
     // Every timer the incident has is updated or inserted.
@@ -925,6 +921,33 @@ pub(crate) async fn sync_loaded<C: ConnectionTrait>(
         keep_timers_json(db, m.id, json).await?;
     }
     Ok(())
+}
+
+/// An incident's timer rows, as a change reads them in its transaction:
+/// the statement's text kept ([`crate::rows::Kept`]) and its rows decoded
+/// by position ([`crate::rows::timer_of`]). Built by sea-query and decoded
+/// by name through sea-orm, this read was 40 k instructions of an update
+/// (bench/RESULTS.md, twenty-third session).
+async fn incident_timers<C: ConnectionTrait>(
+    db: &C,
+    id: Uuid,
+) -> Result<Vec<sla_timer::Model>, StoreError> {
+    static TEXT: crate::rows::Kept<()> = crate::rows::Kept::new();
+    let backend = db.get_database_backend();
+    let values = [KIND.as_str().into(), id.into()];
+    let stmt = TEXT.statement(backend, (), values, || {
+        sla_timer::Entity::find()
+            .filter(sla_timer::Column::RecordType.eq(KIND.as_str()))
+            .filter(sla_timer::Column::RecordId.eq(id))
+            .build(backend)
+    });
+    let mut positions = crate::rows::Positions::default();
+    let rows = db.query_all_raw(stmt).await?;
+    let timers = rows
+        .iter()
+        .map(|r| crate::rows::timer_of(r, "", &mut positions))
+        .collect::<Result<_, _>>()?;
+    Ok(timers)
 }
 
 /// Writes the copy of an incident's timers its row keeps
