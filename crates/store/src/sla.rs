@@ -926,8 +926,8 @@ pub(crate) async fn sync_loaded<C: ConnectionTrait>(
 /// An incident's timer rows, as a change reads them in its transaction:
 /// the statement's text kept ([`crate::rows::Kept`]) and its rows decoded
 /// by position ([`crate::rows::timer_of`]). Built by sea-query and decoded
-/// by name through sea-orm, this read was 40 k instructions of an update
-/// (bench/RESULTS.md, twenty-third session).
+/// by name through sea-orm, this read took 40 k more instructions an
+/// update (bench/RESULTS.md, twenty-third session).
 async fn incident_timers<C: ConnectionTrait>(
     db: &C,
     id: Uuid,
