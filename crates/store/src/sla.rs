@@ -597,11 +597,7 @@ impl Store {
             .await?;
         // A breach is shown with the timer: the incident's copy changes too.
         if breached_at != row.breached_at && row.record_type == KIND.as_str() {
-            let timers = sla_timer::Entity::find()
-                .filter(sla_timer::Column::RecordType.eq(row.record_type.as_str()))
-                .filter(sla_timer::Column::RecordId.eq(row.record_id))
-                .all(&txn)
-                .await?;
+            let timers = incident_timers(&txn, row.record_id).await?;
             keep_timers_json(&txn, row.record_id, crate::rows::timers_json(&timers)).await?;
         }
         txn.commit().await?;
