@@ -3,6 +3,10 @@
 //! pragmas, and for reads the connections Keel's gets and list pages use,
 //! `keel_store::reads::Reads`) can do per request. `GET /read/{n}` reads one row by primary
 //! key; `POST /insert` inserts one row. No authentication, no JSON body.
+//! `GET /plain/{n}` reads the same row as the plainest actix-web and sea-orm
+//! endpoint would: `query_one_raw` on the read pool (sqlx's pool, which
+//! checks a connection out and back in around each statement). It is not
+//! the reference: it shows what Keel's own reads (`Reads`) save over it.
 //! `bench/run` starts it beside Keel and reports every result as a ratio to
 //! it, from the same run.
 //!
@@ -38,6 +42,27 @@ async fn read(readers: web::Data<Readers>, n: web::Path<i64>) -> HttpResponse {
     );
     // As Keel's get reads its one row.
     match reads.fetch_optional(stmt).await {
+        Ok(Some(row)) => {
+            let body: String = row.try_get("", "body").unwrap_or_default();
+            HttpResponse::Ok().content_type("text/plain").body(body)
+        }
+        Ok(None) => HttpResponse::NotFound().finish(),
+        Err(_) => HttpResponse::ServiceUnavailable().finish(),
+    }
+}
+
+/// The read pool, for `/plain/{n}`.
+struct Plain(DatabaseConnection);
+
+async fn plain(pool: web::Data<Plain>, n: web::Path<i64>) -> HttpResponse {
+    let db = &pool.0;
+    let backend = db.get_database_backend();
+    let stmt = Statement::from_sql_and_values(
+        backend,
+        sql(backend, "SELECT id, body FROM lightspeed WHERE id = ?"),
+        [(n.into_inner() % ROWS).into()],
+    );
+    match db.query_one_raw(stmt).await {
         Ok(Some(row)) => {
             let body: String = row.try_get("", "body").unwrap_or_default();
             HttpResponse::Ok().content_type("text/plain").body(body)
@@ -146,13 +171,16 @@ async fn main() -> std::io::Result<()> {
     let backend = readers.get_database_backend();
     let reads = Reads::split_beside(&readers, workers);
     let next_worker = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let plain_pool = web::Data::new(Plain(readers.clone()));
     let writer = web::Data::new(Writer(db));
     HttpServer::new(move || {
         let worker = next_worker.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
         App::new()
             .app_data(web::Data::new(Readers(backend, reads.part(worker))))
             .app_data(writer.clone())
+            .app_data(plain_pool.clone())
             .route("/read/{n}", web::get().to(read))
+            .route("/plain/{n}", web::get().to(plain))
             .route("/insert", web::post().to(insert))
     })
     .workers(workers)
