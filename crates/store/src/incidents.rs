@@ -17,8 +17,8 @@ use keel_incident::{
 use sea_orm::sea_query::{Alias, Condition, Expr, ExprTrait, JoinType, Query, SimpleExpr};
 use sea_orm::{
     ActiveModelTrait, ActiveValue::Set, ColumnTrait, ConnectionTrait, DatabaseBackend,
-    DatabaseTransaction, EntityTrait, IdenStatic, Iterable, QueryFilter, QueryOrder, QueryResult,
-    QuerySelect, QueryTrait, Statement, TransactionTrait, Value,
+    DatabaseTransaction, EntityTrait, IdenStatic, IntoSimpleExpr, Iterable, QueryFilter,
+    QueryOrder, QueryResult, QuerySelect, QueryTrait, Statement, TransactionTrait, Value,
 };
 use uuid::Uuid;
 
@@ -605,8 +605,11 @@ struct Loaded {
 /// page's statement, and no slower on PostgreSQL, where the subqueries ran
 /// one index scan per name per row and joins took 1.4 ms to plan at every
 /// run (bench/RESULTS.md, fifth session).
-async fn load(store: &Store, q: sea_orm::Select<incident::Entity>) -> Result<Loaded, StoreError> {
-    let loaded = load_rows(store, q).await?;
+async fn load(
+    store: &Store,
+    q: &sea_orm::sea_query::SelectStatement,
+) -> Result<Loaded, StoreError> {
+    let loaded = load_statement(store, store.backend().build(q)).await?;
     with_names(store, loaded).await
 }
 
@@ -709,7 +712,7 @@ fn newest_of_each(
     let share = |i: usize, s: &State| {
         let mut rows = state_share(unstated, s);
         if !limited {
-            return rows.columns(incident::Column::iter()).take();
+            return rows.expr(Expr::cust(share_columns())).take();
         }
         // A compound's members cannot be sorted or limited themselves, so
         // each limited share is a derived table.
@@ -872,13 +875,59 @@ fn load_one_statement(backend: DatabaseBackend, key: Key) -> Statement {
     })
 }
 
-/// Runs `q` and decodes its incidents.
-async fn load_rows(
-    store: &Store,
-    q: sea_orm::Select<incident::Entity>,
-) -> Result<Loaded, StoreError> {
-    let stmt = q.build(store.backend());
-    load_statement(store, stmt).await
+/// `incident::Entity::find()`'s statement, `SELECT` every column `FROM
+/// "incidents"`, with its column list as one kept text
+/// ([`incident_columns`]): sea-orm builds that list of 43 columns anew
+/// for each `find()` and sea-query writes it out column by column, about
+/// a tenth of a list page's instructions with the statement's own
+/// building (bench/RESULTS.md, twenty-fourth session). The text written is
+/// the same.
+fn select_incidents(backend: DatabaseBackend) -> sea_orm::sea_query::SelectStatement {
+    Query::select()
+        .expr(Expr::cust(incident_columns(backend)))
+        .from(incident::Entity)
+        .take()
+}
+
+/// The column list `incident::Entity::find()` writes on `backend`, taken
+/// once from that statement's text.
+fn incident_columns(backend: DatabaseBackend) -> &'static str {
+    static SQLITE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    static POSTGRES: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    let kept = if backend == DatabaseBackend::Postgres {
+        &POSTGRES
+    } else {
+        &SQLITE
+    };
+    kept.get_or_init(|| {
+        let sql = incident::Entity::find().build(backend).sql;
+        sql.strip_prefix("SELECT ")
+            .and_then(|rest| rest.strip_suffix(" FROM \"incidents\""))
+            .unwrap_or("*")
+            .to_owned()
+    })
+}
+
+/// Every column of `incidents` by its bare name, as
+/// `.columns(incident::Column::iter())` writes them, kept as one text for
+/// the shares of [`newest_of_each`] (SQLite): two or three lists of 43
+/// columns a page, written out one by one, otherwise.
+fn share_columns() -> &'static str {
+    static KEPT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
+    KEPT.get_or_init(|| {
+        let sql = DatabaseBackend::Sqlite
+            .build(
+                &Query::select()
+                    .columns(incident::Column::iter())
+                    .from(incident::Entity)
+                    .take(),
+            )
+            .sql;
+        sql.strip_prefix("SELECT ")
+            .and_then(|rest| rest.strip_suffix(" FROM \"incidents\""))
+            .unwrap_or("*")
+            .to_owned()
+    })
 }
 
 /// Runs a statement of incidents and decodes its rows.
@@ -1891,15 +1940,19 @@ impl Store {
             Some(Newest::Rows(r)) => (None, Some(r)),
             None => (None, None),
         };
-        let q = if let Some(rows) = newest_rows {
+        let backend = self.backend();
+        let mut q = if let Some(rows) = newest_rows {
             // The queue's rows (SQLite), as the table they come from; its
             // sort key is selected, so SQLite flattens the union.
-            let mut q = incident::Entity::find();
-            QuerySelect::query(&mut q)
-                .from_clear()
-                .from_subquery(rows, Alias::new("incidents"));
-            q.order_by(incident::Column::CreatedAt, order.clone())
-                .order_by(incident::Column::Number, order)
+            let mut q = select_incidents(backend);
+            q.from_clear()
+                .from_subquery(rows, Alias::new("incidents"))
+                .order_by_expr(
+                    incident::Column::CreatedAt.into_simple_expr(),
+                    order.clone(),
+                )
+                .order_by_expr(incident::Column::Number.into_simple_expr(), order);
+            q
         } else if open_work && !fts_driven {
             // The page's numbers first, then their rows: the numbers alone
             // come from the group index (which holds the sort key and the
@@ -1922,9 +1975,8 @@ impl Store {
                     .limit(page)
                     .take()
             });
-            let mut q = incident::Entity::find();
-            QuerySelect::query(&mut q)
-                .from_clear()
+            let mut q = select_incidents(backend);
+            q.from_clear()
                 .from_subquery(numbers, Alias::new("page"))
                 .cross_join(incident::Entity)
                 .and_where(
@@ -1933,21 +1985,24 @@ impl Store {
                 );
             q
         } else if fts_driven {
-            let mut q = incident::Entity::find();
-            QuerySelect::query(&mut q).join(
+            let mut q = select_incidents(backend);
+            q.join(
                 JoinType::InnerJoin,
                 Alias::new("incident_search"),
                 Expr::cust(search::FTS_JOIN),
-            );
-            q.filter(cond).order_by(Expr::cust(search::FTS_KEY), order)
+            )
+            .cond_where(cond)
+            .order_by_expr(Expr::cust(search::FTS_KEY), order);
+            q
         } else {
-            incident::Entity::find()
-                .filter(cond)
-                .order_by(sort_key, order.clone())
-                .order_by(incident::Column::Number, order)
-        }
-        .limit(page);
-        let loaded = load(self, q).await?;
+            let mut q = select_incidents(backend);
+            q.cond_where(cond)
+                .order_by_expr(sort_key, order.clone())
+                .order_by_expr(incident::Column::Number.into_simple_expr(), order);
+            q
+        };
+        q.limit(page);
+        let loaded = load(self, &q).await?;
         self.page_of(actor, loaded, sort, limit).await
     }
 
@@ -2894,6 +2949,66 @@ async fn apply_effects(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_list_page_writes_the_same_statement_as_sea_orms_find_on_either_database() {
+        for backend in [DatabaseBackend::Sqlite, DatabaseBackend::Postgres] {
+            assert_eq!(
+                backend.build(&select_incidents(backend)),
+                incident::Entity::find().build(backend)
+            );
+            // With a filter, an order and a limit, as a page has them.
+            let cond = || {
+                Condition::all()
+                    .add(incident::Column::Priority.is_in([4, 5]))
+                    .add(incident::Column::State.eq("new"))
+            };
+            let mut ours = select_incidents(backend);
+            ours.cond_where(cond())
+                .order_by_expr(
+                    incident::Column::CreatedAt.into_simple_expr(),
+                    sea_orm::Order::Desc,
+                )
+                .order_by_expr(
+                    incident::Column::Number.into_simple_expr(),
+                    sea_orm::Order::Desc,
+                )
+                .limit(51);
+            let theirs = incident::Entity::find()
+                .filter(cond())
+                .order_by(incident::Column::CreatedAt, sea_orm::Order::Desc)
+                .order_by(incident::Column::Number, sea_orm::Order::Desc)
+                .limit(51)
+                .build(backend);
+            assert_eq!(backend.build(&ours), theirs);
+        }
+    }
+
+    #[test]
+    fn a_queues_shares_write_the_same_columns_as_sea_query_does() {
+        let cond = Condition::all().add(incident::Column::Priority.is_in([4, 5]));
+        let ours = newest_of_each(
+            &[State::New, State::InProgress],
+            &cond,
+            sea_orm::Order::Desc,
+            51,
+            false,
+        );
+        let Some(Newest::Rows(ours)) = ours else {
+            panic!("SQLite's shares are rows");
+        };
+        let share = |s: State| {
+            state_share(&cond, &s)
+                .columns(incident::Column::iter())
+                .take()
+        };
+        let mut theirs = share(State::New);
+        theirs.union(sea_orm::sea_query::UnionType::All, share(State::InProgress));
+        assert_eq!(
+            DatabaseBackend::Sqlite.build(&ours),
+            DatabaseBackend::Sqlite.build(&theirs)
+        );
+    }
 
     #[test]
     fn a_get_binds_its_key_into_the_same_statement_sea_query_builds() {
