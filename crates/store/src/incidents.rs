@@ -789,7 +789,7 @@ fn newest_rows_of_each(
     }
     for (n, s) in states.into_iter().enumerate() {
         let (share, vals) = state_share(unstated, s)
-            .columns(incident::Column::iter())
+            .expr(Expr::cust(share_columns()))
             .order_by((incident::Entity, created), order.clone())
             .order_by((incident::Entity, number), order.clone())
             .build(PostgresQueryBuilder);
@@ -909,9 +909,10 @@ fn incident_columns(backend: DatabaseBackend) -> &'static str {
 }
 
 /// Every column of `incidents` by its bare name, as
-/// `.columns(incident::Column::iter())` writes them, kept as one text for
-/// the shares of [`newest_of_each`] (SQLite): two or three lists of 43
-/// columns a page, written out one by one, otherwise.
+/// `.columns(incident::Column::iter())` writes them (the same on both
+/// databases), kept as one text for the shares of [`newest_of_each`]
+/// (SQLite) and [`newest_rows_of_each`] (PostgreSQL): two or three lists
+/// of 43 columns a page, written out one by one, otherwise.
 fn share_columns() -> &'static str {
     static KEPT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     KEPT.get_or_init(|| {
@@ -3008,6 +3009,12 @@ mod tests {
             DatabaseBackend::Sqlite.build(&ours),
             DatabaseBackend::Sqlite.build(&theirs)
         );
+        // PostgreSQL's whole-row shares write the same list.
+        let theirs = share(State::New).build(sea_orm::sea_query::PostgresQueryBuilder);
+        let ours = state_share(&cond, &State::New)
+            .expr(Expr::cust(share_columns()))
+            .build(sea_orm::sea_query::PostgresQueryBuilder);
+        assert_eq!(ours, theirs);
     }
 
     #[test]
