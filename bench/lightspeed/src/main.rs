@@ -17,7 +17,8 @@ use std::time::Duration;
 use actix_web::{App, HttpResponse, HttpServer, web};
 use keel_store::reads::Reads;
 use sea_orm::{
-    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, Statement,
+    ConnectOptions, ConnectionTrait, Database, DatabaseBackend, DatabaseConnection, QueryResult,
+    Statement,
 };
 
 const ROWS: i64 = 10_000;
@@ -33,15 +34,19 @@ fn sql(backend: DatabaseBackend, text: &str) -> String {
 /// Reads: the read pool's backend and the connections beside it.
 struct Readers(DatabaseBackend, Reads);
 
-async fn read(readers: web::Data<Readers>, n: web::Path<i64>) -> HttpResponse {
-    let Readers(backend, reads) = &**readers;
-    let stmt = Statement::from_sql_and_values(
-        *backend,
-        sql(*backend, "SELECT id, body FROM lightspeed WHERE id = ?"),
-        [(n.into_inner() % ROWS).into()],
-    );
-    // As Keel's get reads its one row.
-    match reads.fetch_optional(stmt).await {
+/// Row `n` (modulo the table's size), as `/read/{n}` and `/plain/{n}`
+/// read it.
+fn row_statement(backend: DatabaseBackend, n: i64) -> Statement {
+    Statement::from_sql_and_values(
+        backend,
+        sql(backend, "SELECT id, body FROM lightspeed WHERE id = ?"),
+        [(n % ROWS).into()],
+    )
+}
+
+/// The answer to a read of one row: its body, 404 or 503.
+fn row_response(row: Result<Option<QueryResult>, sea_orm::DbErr>) -> HttpResponse {
+    match row {
         Ok(Some(row)) => {
             let body: String = row.try_get("", "body").unwrap_or_default();
             HttpResponse::Ok().content_type("text/plain").body(body)
@@ -51,25 +56,23 @@ async fn read(readers: web::Data<Readers>, n: web::Path<i64>) -> HttpResponse {
     }
 }
 
+async fn read(readers: web::Data<Readers>, n: web::Path<i64>) -> HttpResponse {
+    let Readers(backend, reads) = &**readers;
+    // As Keel's get reads its one row.
+    row_response(
+        reads
+            .fetch_optional(row_statement(*backend, n.into_inner()))
+            .await,
+    )
+}
+
 /// The read pool, for `/plain/{n}`.
 struct Plain(DatabaseConnection);
 
 async fn plain(pool: web::Data<Plain>, n: web::Path<i64>) -> HttpResponse {
     let db = &pool.0;
-    let backend = db.get_database_backend();
-    let stmt = Statement::from_sql_and_values(
-        backend,
-        sql(backend, "SELECT id, body FROM lightspeed WHERE id = ?"),
-        [(n.into_inner() % ROWS).into()],
-    );
-    match db.query_one_raw(stmt).await {
-        Ok(Some(row)) => {
-            let body: String = row.try_get("", "body").unwrap_or_default();
-            HttpResponse::Ok().content_type("text/plain").body(body)
-        }
-        Ok(None) => HttpResponse::NotFound().finish(),
-        Err(_) => HttpResponse::ServiceUnavailable().finish(),
-    }
+    let stmt = row_statement(db.get_database_backend(), n.into_inner());
+    row_response(db.query_one_raw(stmt).await)
 }
 
 async fn insert(writer: web::Data<Writer>) -> HttpResponse {
