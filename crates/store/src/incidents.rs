@@ -890,9 +890,8 @@ fn select_incidents(backend: DatabaseBackend) -> sea_orm::sea_query::SelectState
 }
 
 /// The column list `incident::Entity::find()` writes on `backend`, taken
-/// once from that statement's text. The unit tests hold the two equal;
-/// `*` (every column, decoded by name as ever) stands in only if a new
-/// sea-orm ever wrote that statement in another shape.
+/// once from that statement's text ([`column_list`]); the unit tests hold
+/// the two equal.
 fn incident_columns(backend: DatabaseBackend) -> &'static str {
     static SQLITE: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     static POSTGRES: std::sync::OnceLock<String> = std::sync::OnceLock::new();
@@ -901,13 +900,7 @@ fn incident_columns(backend: DatabaseBackend) -> &'static str {
     } else {
         &SQLITE
     };
-    kept.get_or_init(|| {
-        let sql = incident::Entity::find().build(backend).sql;
-        sql.strip_prefix("SELECT ")
-            .and_then(|rest| rest.strip_suffix(" FROM \"incidents\""))
-            .unwrap_or("*")
-            .to_owned()
-    })
+    kept.get_or_init(|| column_list(&incident::Entity::find().build(backend).sql))
 }
 
 /// Every column of `incidents` by its bare name, as
@@ -918,19 +911,22 @@ fn incident_columns(backend: DatabaseBackend) -> &'static str {
 fn share_columns() -> &'static str {
     static KEPT: std::sync::OnceLock<String> = std::sync::OnceLock::new();
     KEPT.get_or_init(|| {
-        let sql = DatabaseBackend::Sqlite
-            .build(
-                &Query::select()
-                    .columns(incident::Column::iter())
-                    .from(incident::Entity)
-                    .take(),
-            )
-            .sql;
-        sql.strip_prefix("SELECT ")
-            .and_then(|rest| rest.strip_suffix(" FROM \"incidents\""))
-            .unwrap_or("*")
-            .to_owned()
+        let all = Query::select()
+            .columns(incident::Column::iter())
+            .from(incident::Entity)
+            .take();
+        column_list(&DatabaseBackend::Sqlite.build(&all).sql)
     })
+}
+
+/// The column list of `SELECT <list> FROM "incidents"`; `*` (every column,
+/// decoded by name as ever) if `sql` is not of that shape, which the unit
+/// tests would catch first.
+fn column_list(sql: &str) -> String {
+    sql.strip_prefix("SELECT ")
+        .and_then(|rest| rest.strip_suffix(" FROM \"incidents\""))
+        .unwrap_or("*")
+        .to_owned()
 }
 
 /// Runs a statement of incidents and decodes its rows.
