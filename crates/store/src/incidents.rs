@@ -1209,10 +1209,11 @@ impl Store {
             users,
             groups,
         } = loaded;
-        // Each incident's timers are in its row ([`rows::timers_json`]).
-        let mut timers: IdMap<Vec<sla::TimerSight>> = IdMap::default();
+        // Each incident's timers are in its row ([`rows::timers_json`]),
+        // read once per text on this thread ([`rows::kept_timers`]).
+        let mut timers: IdMap<std::sync::Arc<[sla::TimerSight]>> = IdMap::default();
         for m in &models {
-            let t = rows::timers_of_json(&m.timers_json)?;
+            let t = rows::kept_timers(&m.timers_json)?;
             if !t.is_empty() {
                 timers.insert(m.id, t);
             }

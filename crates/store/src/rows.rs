@@ -511,6 +511,46 @@ pub(crate) fn timers_of_json(text: &str) -> Result<Vec<TimerSight>, sea_orm::DbE
         .collect()
 }
 
+/// Most texts [`kept_timers`] keeps per thread; one more starts afresh.
+/// An entry is about 0.7 kB (the text and its two or three timers), so a
+/// thread keeps at most about 3 MB.
+const KEPT_TIMERS: usize = 4_096;
+
+thread_local! {
+    /// [`timers_of_json`]'s answers on this thread, by text.
+    static TIMERS_READ: std::cell::RefCell<
+        std::collections::HashMap<Box<str>, Arc<[TimerSight]>, foldhash::fast::RandomState>,
+    > = std::cell::RefCell::default();
+    /// The answer for `[]`, shared.
+    static NO_TIMERS: Arc<[TimerSight]> = Arc::from(Vec::new());
+}
+
+/// [`timers_of_json`], kept by text: the same text always reads as the same
+/// timers, so a thread that read one before hands the same timers out
+/// again (an `Arc`, no copy). A list page or a get reads its incidents'
+/// timers this way: the reading (ids and timestamps parsed, strings
+/// copied) was 15 % of a first page's instructions and 5 % of a get's,
+/// and the incidents a desk reads are read again and again. Nothing is
+/// ever stale: a timer that changes changes the text, which is then a new
+/// key (bench/RESULTS.md, twenty-fifth session). A text that does not read
+/// is an error each time and is not kept.
+pub(crate) fn kept_timers(text: &str) -> Result<Arc<[TimerSight]>, sea_orm::DbErr> {
+    if text == "[]" {
+        return Ok(NO_TIMERS.with(Arc::clone));
+    }
+    if let Some(kept) = TIMERS_READ.with_borrow(|m| m.get(text).cloned()) {
+        return Ok(kept);
+    }
+    let read: Arc<[TimerSight]> = timers_of_json(text)?.into();
+    TIMERS_READ.with_borrow_mut(|m| {
+        if m.len() >= KEPT_TIMERS {
+            m.clear();
+        }
+        m.insert(text.into(), Arc::clone(&read));
+    });
+    Ok(read)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -620,6 +660,43 @@ mod tests {
         assert_eq!(json, timers_json(&[bare.clone(), full.clone()]));
         let read = timers_of_json(&json).unwrap_or_else(|e| panic!("{e}"));
         assert_eq!(read, vec![sight(&bare), sight(&full)]);
+    }
+
+    #[test]
+    fn timers_kept_by_text_are_the_timers_the_text_reads_as_and_a_changed_text_is_read_anew() {
+        let record = uuid::Uuid::now_v7();
+        let [bare, full] = two_timers(record);
+        let json = timers_json(&[bare.clone(), full.clone()]);
+        let first = kept_timers(&json).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(
+            &first[..],
+            &timers_of_json(&json).unwrap_or_else(|e| panic!("{e}"))[..]
+        );
+        // Read again: the same timers, handed out without reading.
+        let again = kept_timers(&json).unwrap_or_else(|e| panic!("{e}"));
+        assert!(Arc::ptr_eq(&first, &again));
+        // A timer's stop moves: a new text, read as it now is.
+        let stopped = sla_timer::Model {
+            stopped_at: Some(full.started_at + chrono::Duration::minutes(5)),
+            ..full.clone()
+        };
+        let changed = timers_json(&[bare.clone(), stopped.clone()]);
+        let read = kept_timers(&changed).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(&read[..], &[sight(&bare), sight(&stopped)][..]);
+        assert!(kept_timers("[]").is_ok_and(|t| t.is_empty()));
+        // A text that does not read is refused every time, never kept.
+        let bad = json.replacen("\"resolution\"", "\"resolution\",", 1);
+        assert!(kept_timers(&bad).is_err());
+        assert!(kept_timers(&bad).is_err());
+        // The thread keeps at most KEPT_TIMERS texts.
+        for n in 0..KEPT_TIMERS + 10 {
+            let t = sla_timer::Model {
+                target_secs: i64::try_from(n).unwrap_or(i64::MAX),
+                ..bare.clone()
+            };
+            assert!(kept_timers(&timers_json(&[t])).is_ok_and(|t| t.len() == 1));
+        }
+        assert!(TIMERS_READ.with_borrow(|m| m.len()) <= KEPT_TIMERS);
     }
 
     #[tokio::test]

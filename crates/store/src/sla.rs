@@ -396,9 +396,9 @@ impl Store {
     }
 
     /// The views of timers already read, by record id.
-    pub(crate) async fn timer_views_of<T: TimerFacts>(
+    pub(crate) async fn timer_views_of<T: TimerFacts, R: AsRef<[T]>>(
         &self,
-        rows: IdMap<Vec<T>>,
+        rows: IdMap<R>,
     ) -> Result<IdMap<Vec<SlaTimerView>>, StoreError> {
         if rows.is_empty() {
             return Ok(IdMap::default());
@@ -408,7 +408,7 @@ impl Store {
         let cfg = self.sla_config().await?;
         let missing: Vec<Uuid> = rows
             .values()
-            .flatten()
+            .flat_map(AsRef::as_ref)
             .filter_map(TimerFacts::calendar_id)
             .filter(|c| !cfg.clocks.contains_key(c))
             .collect();
@@ -420,7 +420,7 @@ impl Store {
         let clocks = if more.is_empty() { &cfg.clocks } else { &more };
         let t = now();
         rows.into_iter()
-            .map(|(id, rows)| Ok((id, timer_views(clocks, &rows, t)?)))
+            .map(|(id, rows)| Ok((id, timer_views(clocks, rows.as_ref(), t)?)))
             .collect()
     }
 
