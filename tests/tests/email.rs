@@ -205,6 +205,94 @@ async fn raising_an_incident_for_a_group_by_name_or_by_id_tells_its_members(db: 
     app.finish().await;
 }
 
+both_db!(a_change_to_a_group_or_to_anyone_s_settings_applies_to_the_very_next_incident);
+async fn a_change_to_a_group_or_to_anyone_s_settings_applies_to_the_very_next_incident(db: Db) {
+    // Keel keeps who hears of a create (a group's members, a requester's
+    // address and settings) between creates; a change made through it must
+    // apply to the next create at once, not when the kept copy expires.
+    let sink = SmtpSink::start().await;
+    let Some(app) = app_mailing_to(db, &sink).await else {
+        return;
+    };
+    let desk = app.desk().await;
+    let agent3 = app.person(&desk.admin, "agent3", "agent").await;
+    let agent4 = app.person(&desk.admin, "agent4", "agent").await;
+    app.add_member(&desk.admin, &desk.group, &agent4.id).await;
+    let raise = |title: &str| {
+        json!({"title": title, "impact": 2, "urgency": 2,
+               "requester": "req1", "assignment_group": desk.group})
+    };
+
+    // The first incident, raised by agent1 for req1 into the group: req1 is
+    // acknowledged, agent2 and agent4 are told of the assignment.
+    let first = app
+        .create_incident(&desk.agent.token, raise("Badge reader dead"))
+        .await;
+    let first = s(&first, "number").to_owned();
+    let told = |m: &[Mail], n: &str, who: &str| {
+        m.iter()
+            .any(|x| to(x, who) && x.subject().starts_with(&format!("[{n}]")))
+    };
+    sink.wait_for("the first incident's notices", |m| {
+        told(m, &first, "req1") && told(m, &first, "agent2") && told(m, &first, "agent4")
+    })
+    .await;
+
+    // Right away: agent3 joins, agent2 leaves, agent4 is deactivated and
+    // req1 opts out of acknowledgements.
+    app.add_member(&desk.admin, &desk.group, &agent3.id).await;
+    let resp = app
+        .delete(
+            &format!("/api/v1/groups/{}/members/{}", desk.group, desk.agent2.id),
+            &desk.admin,
+        )
+        .send()
+        .await
+        .unwrap();
+    expect_status(resp, StatusCode::NO_CONTENT).await;
+    let resp = app
+        .patch(&format!("/api/v1/users/{}", agent4.id), &desk.admin)
+        .json(&json!({ "active": false }))
+        .send()
+        .await
+        .unwrap();
+    expect_json(resp, StatusCode::OK).await;
+    let resp = app
+        .put(
+            "/api/v1/me/notifications/incident.created",
+            &desk.requester.token,
+        )
+        .json(&json!({"enabled": false}))
+        .send()
+        .await
+        .unwrap();
+    expect_json(resp, StatusCode::OK).await;
+    let second = app
+        .create_incident(&desk.agent.token, raise("Badge reader dead again"))
+        .await;
+    let second = s(&second, "number").to_owned();
+
+    let mails = sink
+        .wait_for("the second incident's assignment", |m| {
+            told(m, &second, "agent3")
+        })
+        .await;
+    // The second incident's notices are written together, so anything
+    // else about it would have been sent in the same round as agent3's.
+    for (who, what) in [
+        ("agent2", "a member who left was told"),
+        ("agent4", "a deactivated member was told"),
+        ("req1", "an opted-out requester was acknowledged"),
+    ] {
+        assert!(!told(&mails, &second, who), "{what}");
+    }
+    assert!(
+        !told(&mails, &first, "agent3"),
+        "a later member heard of the first"
+    );
+    app.finish().await;
+}
+
 both_db!(a_group_is_told_once_each_though_one_address_is_refused_and_one_greylisted);
 async fn a_group_is_told_once_each_though_one_address_is_refused_and_one_greylisted(db: Db) {
     let sink = SmtpSink::start().await;

@@ -180,3 +180,54 @@ async fn another_node_sees_a_webhook_change_within_the_config_cache_time() {
     );
     drop((node_a, node_b));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_group_deleted_on_another_node_is_an_unknown_group_on_a_node_that_still_keeps_it() {
+    let Some(db) = SharedDatabase::postgres().await else {
+        return;
+    };
+    // Long enough that node a still keeps the group when it is deleted on b.
+    let config = "database_config_cache_secs = 60\n";
+    let node_a = KeelProcess::start(&db.url, config).await;
+    let node_b = KeelProcess::start(&db.url, config).await;
+    let a = TestApp::attach(Db::Postgres, node_a.port, &db.url);
+    let b = TestApp::attach(Db::Postgres, node_b.port, &db.url);
+    let admin = a.admin_token().await;
+    let agent = a.person(&admin, "agent1", "agent").await;
+    let old = a.create_group(&admin, "old-desk").await;
+    let new = a.create_group(&admin, "new-desk").await;
+    let into_old = json!({"title": "Scanner offline", "impact": 3, "urgency": 3,
+                          "assignment_group": old});
+
+    // Node a raises an incident into the old group (and keeps the group
+    // and its members), then moves it to the new one.
+    let inc = a.create_incident(&agent.token, into_old.clone()).await;
+    let version = inc["version"].as_i64().unwrap();
+    let moved = a
+        .patch_incident(
+            &agent.token,
+            s(&inc, "id"),
+            version,
+            &json!({"assignment_group": new}),
+        )
+        .await;
+    expect_json(moved, StatusCode::OK).await;
+    // Node b deletes the old group, which nothing refers to any more.
+    let gone = b
+        .delete(&format!("/api/v1/groups/{old}"), &admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(gone.status(), StatusCode::NO_CONTENT);
+
+    // Node a still keeps it: its write is refused by the database, and the
+    // caller is told the group is unknown, as when a read finds no group.
+    for _ in 0..2 {
+        let resp = a.try_create_incident(&agent.token, &into_old).await;
+        assert_problem(resp, 422, "incident.unknown_group").await;
+    }
+    let into_new = json!({"title": "Scanner offline", "impact": 3, "urgency": 3,
+                          "assignment_group": new});
+    a.create_incident(&agent.token, into_new).await;
+    drop((node_a, node_b));
+}

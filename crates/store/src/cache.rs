@@ -132,6 +132,7 @@ pub(crate) struct ConfigCache {
     pub sla: Slot<SlaConfig>,
     pub webhooks: Slot<Vec<Subscription>>,
     pub names: Names,
+    pub audiences: crate::audiences::Audiences,
 }
 
 impl ConfigCache {
@@ -140,6 +141,7 @@ impl ConfigCache {
             sla: Slot::new(ttl),
             webhooks: Slot::new(ttl),
             names: Names::new(ttl),
+            audiences: crate::audiences::Audiences::new(ttl),
         }
     }
 }

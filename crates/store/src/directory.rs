@@ -371,6 +371,7 @@ impl Store {
             add_member_in(&txn, g, id).await?;
         }
         txn.commit().await?;
+        self.cache.audiences.clear();
         self.get_user(id).await
     }
 
@@ -510,6 +511,7 @@ impl Store {
         }
         txn.commit().await?;
         self.cache.names.clear();
+        self.cache.audiences.clear();
         self.get_user(id).await
     }
 
@@ -539,6 +541,7 @@ impl Store {
         .exec_without_returning(self.writer())
         .await
         .map_err(|e| on_unique(e, GROUP_UNIQUE))?;
+        self.cache.audiences.clear();
         self.get_group(id).await
     }
 
@@ -653,6 +656,7 @@ impl Store {
             .await
             .map_err(|e| on_unique(e, GROUP_UNIQUE))?;
         self.cache.names.clear();
+        self.cache.audiences.clear();
         self.get_group(id).await
     }
 
@@ -671,6 +675,7 @@ impl Store {
                     StoreError::from(e)
                 }
             })?;
+        self.cache.audiences.clear();
         if res.rows_affected == 0 {
             return Err(StoreError::NotFound("group"));
         }
@@ -680,7 +685,9 @@ impl Store {
     pub async fn add_member(&self, group: GroupId, user: UserId) -> Result<(), StoreError> {
         self.get_group(group).await?;
         self.get_user(user).await?;
-        add_member_in(self.writer(), group, user).await
+        add_member_in(self.writer(), group, user).await?;
+        self.cache.audiences.clear();
+        Ok(())
     }
 
     pub async fn remove_member(&self, group: GroupId, user: UserId) -> Result<(), StoreError> {
@@ -689,6 +696,7 @@ impl Store {
             .filter(group_member::Column::UserId.eq(user.0))
             .exec(self.writer())
             .await?;
+        self.cache.audiences.clear();
         if res.rows_affected == 0 {
             return Err(StoreError::NotFound("group member"));
         }

@@ -1133,6 +1133,33 @@ impl Assignment {
 }
 
 /// A requested assignment group that does not exist.
+impl Store {
+    /// A create's write refused by a foreign key: what it named (its group,
+    /// its SLA policy or calendar) was removed after it was found, by
+    /// another node while this one still kept it (`audiences`, the SLA
+    /// configuration), or by a write that raced it. The kept copies are
+    /// dropped, so that a retry finds what is there now, and the caller is
+    /// told which reference went, never a server error.
+    fn reference_gone(&self, e: StoreError) -> StoreError {
+        let StoreError::Db(db) = &e else {
+            return e;
+        };
+        let Some(sea_orm::SqlErr::ForeignKeyConstraintViolation(what)) = db.sql_err() else {
+            return e;
+        };
+        self.cache.audiences.clear();
+        self.cache.sla.clear();
+        if what.contains("assignment_group") {
+            unknown_group()
+        } else {
+            StoreError::conflict(
+                "incident.reference_gone",
+                "something this incident refers to was removed meanwhile; try again",
+            )
+        }
+    }
+}
+
 fn unknown_group() -> StoreError {
     StoreError::invalid(
         "incident.unknown_group",
@@ -1294,10 +1321,10 @@ impl Store {
                 })?
                 .as_ref(),
         };
-        // Who hears of it is read before the transaction, on a read
-        // connection, so the writer is held for the writes only. The
-        // requester hears of their own incident too: it is the
-        // acknowledgement.
+        // Who hears of it is found before the transaction (kept from
+        // earlier creates, or read on a read connection: `audiences`), so
+        // the writer is held for the writes only. The requester hears of
+        // their own incident too: it is the acknowledgement.
         let acknowledgement = notify::Ask {
             event: Event::IncidentCreated,
             actor: None,
@@ -1320,8 +1347,7 @@ impl Store {
                             group: Some(key.clone()),
                         },
                     ];
-                    let (group, heard) =
-                        notify::resolve_all_and_group(self.conn(), &key, &asks).await?;
+                    let (group, heard) = self.audiences(Some(&key), &asks).await?;
                     let group = group.ok_or_else(unknown_group)?;
                     let assignment = Assignment {
                         group: Some(group),
@@ -1339,7 +1365,7 @@ impl Store {
                         acknowledgement,
                         audience.ask(Event::IncidentAssigned, Some(actor.user_id)),
                     ];
-                    (assignment, notify::resolve_all(self.conn(), &asks).await?)
+                    (assignment, self.audiences(None, &asks).await?.1)
                 }
             };
         let computed = matrix.priority(new.impact, new.urgency);
@@ -1362,7 +1388,7 @@ impl Store {
             workers,
             t,
         };
-        let (model, timers) = match self.backend() {
+        let written = match self.backend() {
             // On PostgreSQL the creates arriving together take their numbers
             // in one statement and write their rows in another, each atomic
             // without a transaction around it ([`crate::combine`]).
@@ -1375,7 +1401,7 @@ impl Store {
                             Ok((d.writes, (d.model, d.timers)))
                         }),
                     )
-                    .await?
+                    .await
             }
             // SQLite has one writer at a time anyway; there the number is
             // taken in the (group-committed) transaction, as an extra
@@ -1428,9 +1454,10 @@ impl Store {
                         }
                     })
                 })
-                .await?
+                .await
             }
         };
+        let (model, timers) = written.map_err(|e| self.reference_gone(e))?;
         // The answer is built from what was written, not read back: the
         // names are the ones just resolved (the caller's from the
         // authenticated actor), the SLA targets the timers just started.

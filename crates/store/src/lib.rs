@@ -3,6 +3,7 @@
 //! with their audit entries, so a crash never leaves a change without its
 //! history. Nothing outside this crate (and `migrations`) knows SQL.
 
+mod audiences;
 mod audit;
 mod batch;
 mod cache;

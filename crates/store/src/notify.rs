@@ -23,7 +23,7 @@ use crate::entities::{group, group_member, incident, notification_pref, outbox, 
 use crate::{Store, StoreError};
 
 /// What happened, as recipients opt in or out of it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum Event {
     /// An incident was raised (to its requester).
     IncidentCreated,
@@ -320,7 +320,7 @@ pub(crate) struct Ask {
 }
 
 /// A group as a request names it: by id, or by its exact name.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub(crate) enum GroupKey {
     Id(Uuid),
     Name(String),
@@ -352,19 +352,12 @@ pub(crate) async fn resolve_all<C: crate::rows::Read>(
     Ok(resolve_with(db, None, asks).await?.1)
 }
 
-/// Finds the group `key` names and [`resolve`]s `asks` (which may reach
-/// that group's members by the same key) in one query: a create that
-/// names its group and nobody yet makes one read before its writes, not
-/// two. `None` if no such group.
-pub(crate) async fn resolve_all_and_group<C: crate::rows::Read>(
-    db: &C,
-    key: &GroupKey,
-    asks: &[Ask],
-) -> Result<(Option<GroupRef>, Vec<Vec<Recipient>>), StoreError> {
-    resolve_with(db, Some(key), asks).await
-}
-
-async fn resolve_with<C: crate::rows::Read>(
+/// Finds the group `key` names, when given, and [`resolve`]s `asks`
+/// (which may reach that group's members by the same key) in one query: a
+/// create that names its group and nobody yet makes one read before its
+/// writes, not two. The group is `None` if there is no such group. Creates
+/// ask through [`crate::audiences`], which keeps the answers' parts.
+pub(crate) async fn resolve_with<C: crate::rows::Read>(
     db: &C,
     key: Option<&GroupKey>,
     asks: &[Ask],
@@ -687,6 +680,7 @@ impl Store {
         )
         .exec_without_returning(self.writer())
         .await?;
+        self.cache.audiences.clear();
         Ok(())
     }
 
