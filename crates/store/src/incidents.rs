@@ -2108,10 +2108,10 @@ impl Store {
         let actor_name = actor.display_name.clone();
         let text = body.into_string();
         let saved = text.clone();
-        // Who hears of a public comment is read before the transaction, on
-        // a read connection, as for a create: the writer is held for the
-        // writes only. The other side of the conversation hears of it, and
-        // so do watchers.
+        // Who hears of a public comment is found before the transaction, on
+        // a read connection or kept (`audiences`), as for a create: the
+        // writer is held for the writes only. The other side of the
+        // conversation hears of it, and so do watchers.
         let heard = if internal {
             Vec::new()
         } else {
@@ -2121,14 +2121,17 @@ impl Store {
                 Audience::of(&m).workers(self.conn()).await?
             };
             people.extend(notify::watchers_of(self.conn(), KIND.as_str(), m.id).await?);
-            notify::resolve(
-                self.conn(),
-                Event::IncidentCommented,
-                Some(actor_id),
-                &people,
-                None,
-            )
-            .await?
+            let ask = notify::Ask {
+                event: Event::IncidentCommented,
+                actor: Some(actor_id),
+                people,
+                group: None,
+            };
+            self.audiences(None, &[ask])
+                .await?
+                .1
+                .pop()
+                .unwrap_or_default()
         };
         self.write(move |txn| {
             Box::pin(async move {
