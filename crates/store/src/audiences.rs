@@ -26,7 +26,7 @@
 
 use std::collections::HashMap;
 use std::future::Future;
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
 use uuid::Uuid;
@@ -55,7 +55,8 @@ pub(crate) struct Audiences {
 struct Inner {
     generation: u64,
     people: Map<(Uuid, Event), Option<Recipient>>,
-    members: Map<(GroupKey, Event), Vec<Recipient>>,
+    /// Shared, so that a large group's list is not copied under the lock.
+    members: Map<(GroupKey, Event), Arc<[Recipient]>>,
     groups: Map<GroupKey, GroupRef>,
 }
 
@@ -76,7 +77,7 @@ impl Inner {
 struct Parts {
     group: Option<GroupRef>,
     people: HashMap<(Uuid, Event), Option<Recipient>, foldhash::fast::RandomState>,
-    members: HashMap<(GroupKey, Event), Vec<Recipient>, foldhash::fast::RandomState>,
+    members: HashMap<(GroupKey, Event), Arc<[Recipient]>, foldhash::fast::RandomState>,
 }
 
 impl Audiences {
@@ -149,7 +150,7 @@ impl Audiences {
                     }
                     match inner.members.get(&part) {
                         Some((m, at)) if fresh(at) => {
-                            parts.members.insert(part, m.clone());
+                            parts.members.insert(part, Arc::clone(m));
                         }
                         _ => members_missing.push(part),
                     }
@@ -225,7 +226,7 @@ impl Audiences {
             let heard = answers.next().unwrap_or_default();
             match ask.group {
                 Some(g) => {
-                    read.members.insert((g, ask.event), heard);
+                    read.members.insert((g, ask.event), heard.into());
                 }
                 None => {
                     for p in ask.people {
@@ -250,7 +251,7 @@ impl Audiences {
                     inner.people.insert(*part, (r.clone(), now));
                 }
                 for (part, m) in &read.members {
-                    inner.members.insert(part.clone(), (m.clone(), now));
+                    inner.members.insert(part.clone(), (Arc::clone(m), now));
                 }
             }
         }
@@ -275,7 +276,7 @@ fn audience(ask: &Ask, parts: &Parts) -> Vec<Recipient> {
     if let Some(g) = &ask.group
         && let Some(members) = parts.members.get(&(g.clone(), ask.event))
     {
-        for r in members {
+        for r in members.iter() {
             // A group's members are each listed once; only the people
             // named besides them can repeat one.
             if Some(r.id) != actor && !out[..named].iter().any(|o| o.id == r.id) {
