@@ -259,6 +259,23 @@ impl Audiences {
     }
 }
 
+impl Audiences {
+    /// Who hears of `ask`: kept, or read through `db` (which may be a
+    /// transaction).
+    pub async fn resolve<C: crate::rows::Read>(
+        &self,
+        db: &C,
+        ask: Ask,
+    ) -> Result<Vec<Recipient>, StoreError> {
+        let (_, mut heard) = self
+            .get_or_load(None, std::slice::from_ref(&ask), |key, plain| async move {
+                crate::notify::resolve_with(db, key.as_ref(), &plain).await
+            })
+            .await?;
+        Ok(heard.pop().unwrap_or_default())
+    }
+}
+
 /// Who of `parts` hears of `ask`: its people, then its group's members,
 /// each once, never its actor.
 fn audience(ask: &Ask, parts: &Parts) -> Vec<Recipient> {

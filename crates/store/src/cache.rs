@@ -115,6 +115,8 @@ impl<T> Slot<T> {
 pub(crate) struct WriteConfig {
     pub sla: Arc<SlaConfig>,
     pub hooks: Arc<Vec<Subscription>>,
+    /// Who hears of a change, kept ([`crate::audiences`]).
+    pub audiences: Arc<crate::audiences::Audiences>,
 }
 
 impl crate::Store {
@@ -122,6 +124,7 @@ impl crate::Store {
         Ok(WriteConfig {
             sla: self.sla_config().await?,
             hooks: self.subscriptions().await?,
+            audiences: Arc::clone(&self.cache.audiences),
         })
     }
 }
@@ -132,7 +135,7 @@ pub(crate) struct ConfigCache {
     pub sla: Slot<SlaConfig>,
     pub webhooks: Slot<Vec<Subscription>>,
     pub names: Names,
-    pub audiences: crate::audiences::Audiences,
+    pub audiences: Arc<crate::audiences::Audiences>,
 }
 
 impl ConfigCache {
@@ -141,7 +144,7 @@ impl ConfigCache {
             sla: Slot::new(ttl),
             webhooks: Slot::new(ttl),
             names: Names::new(ttl),
-            audiences: crate::audiences::Audiences::new(ttl),
+            audiences: Arc::new(crate::audiences::Audiences::new(ttl)),
         }
     }
 }

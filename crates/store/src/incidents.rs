@@ -1698,9 +1698,8 @@ impl Store {
                 webhooks::emit_loaded(txn, &cfg.hooks, "incident.updated", &fresh, None, t).await?;
                 if assignment_changed {
                     let ctx = notify::incident_context(&fresh, Some(&actor_name));
-                    let to = Audience::of(&fresh)
-                        .resolve(txn, Event::IncidentAssigned, Some(actor_id))
-                        .await?;
+                    let ask = Audience::of(&fresh).ask(Event::IncidentAssigned, Some(actor_id));
+                    let to = cfg.audiences.resolve(txn, ask).await?;
                     let notice = notify::Notice {
                         event: Event::IncidentAssigned,
                         record_type: KIND.as_str(),
@@ -2941,21 +2940,26 @@ async fn apply_effects(
         ctx.insert("resolution_code".into(), code.as_str().into());
         ctx.insert("resolution_notes".into(), notes.clone().into());
     }
-    let mut audience = vec![m.requester_id];
-    audience.extend(notify::watchers_of(txn, KIND.as_str(), m.id).await?);
-    notify::enqueue(
-        txn,
-        notify::Notice {
-            event: Event::IncidentTransitioned,
-            record_type: KIND.as_str(),
-            record_id: m.id,
-            actor,
-            context: ctx,
-            at: t,
-        },
-        audience,
-    )
-    .await?;
+    let mut people = vec![m.requester_id];
+    people.extend(notify::watchers_of(txn, KIND.as_str(), m.id).await?);
+    // The requester and the watchers, each once, without the actor, the
+    // inactive and the opted out: kept, or read in this transaction.
+    let ask = notify::Ask {
+        event: Event::IncidentTransitioned,
+        actor,
+        people,
+        group: None,
+    };
+    let to = cfg.audiences.resolve(txn, ask).await?;
+    let notice = notify::Notice {
+        event: Event::IncidentTransitioned,
+        record_type: KIND.as_str(),
+        record_id: m.id,
+        actor,
+        context: ctx,
+        at: t,
+    };
+    notify::insert(txn, notify::row(notice, &to)).await?;
     let mut new_state = e.to.as_str().to_owned();
     if let Some(h) = e.hold_reason {
         new_state = format!("{new_state} ({})", h.as_str());

@@ -149,21 +149,8 @@ impl Audience {
         }
     }
 
-    /// [`resolve`]s the assignee, or every member of the group when nobody
-    /// is assigned, for `event` (one query).
-    pub async fn resolve<C: crate::rows::Read>(
-        &self,
-        db: &C,
-        event: Event,
-        actor: Option<UserId>,
-    ) -> Result<Vec<Recipient>, StoreError> {
-        Ok(resolve_all(db, &[self.ask(event, actor)])
-            .await?
-            .pop()
-            .unwrap_or_default())
-    }
-
-    /// The [`Ask`] that [`Audience::resolve`] answers.
+    /// Who hears of `event`: the assignee, or every member of the group
+    /// when nobody is assigned, never `actor`.
     pub fn ask(&self, event: Event, actor: Option<UserId>) -> Ask {
         let (people, group) = match (self.assignee, self.group) {
             (Some(a), _) => (vec![a], None),
