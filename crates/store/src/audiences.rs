@@ -1,12 +1,13 @@
-//! Who hears of a create, kept for as long as the configuration.
+//! Who hears of an incident's changes, kept for as long as the
+//! configuration.
 //!
 //! A create asks who is to hear of it before its writes: its requester (the
 //! acknowledgement) and its group's members (the assignment), each with
 //! their address, without anyone inactive or opted out of the event, and
 //! the group's own row (its id and name, which also says it exists). That
-//! was one statement before every create, and on PostgreSQL it cost as much
-//! as a third of the create's writes (bench/RESULTS.md, twenty-sixth
-//! session). A desk raises incidents for the same few groups, by the same
+//! was one statement before every create, and on PostgreSQL it took half
+//! as much of the server's time as all of the creates' writes
+//! (bench/RESULTS.md, twenty-sixth session). A desk raises incidents for the same few groups, by the same
 //! callers, all day, so the answers are kept, split into parts that
 //! combine into any audience:
 //!
@@ -17,6 +18,10 @@
 //! An audience is then the people it names and its group's members, each
 //! once, without its actor: what [`crate::notify::resolve_with`]'s statement
 //! finds. Only the parts not kept are read, in one statement.
+//!
+//! Public comments, transitions and assignments made by an update take
+//! their recipients from the same parts ([`Audiences::resolve`]; the last
+//! two inside their transaction, which reads what is not kept).
 //!
 //! As with [`crate::cache::Names`]: a write through this node that changes
 //! a user, a group, a group's members or anyone's notification settings

@@ -1132,7 +1132,6 @@ impl Assignment {
     }
 }
 
-/// A requested assignment group that does not exist.
 impl Store {
     /// A create's write refused by a foreign key: what it named (its group,
     /// its SLA policy or calendar) was removed after it was found, by
@@ -1160,6 +1159,7 @@ impl Store {
     }
 }
 
+/// A requested assignment group that does not exist.
 fn unknown_group() -> StoreError {
     StoreError::invalid(
         "incident.unknown_group",

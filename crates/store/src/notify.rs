@@ -342,8 +342,9 @@ pub(crate) async fn resolve_all<C: crate::rows::Read>(
 /// Finds the group `key` names, when given, and [`resolve`]s `asks`
 /// (which may reach that group's members by the same key) in one query: a
 /// create that names its group and nobody yet makes one read before its
-/// writes, not two. The group is `None` if there is no such group. Creates
-/// ask through [`crate::audiences`], which keeps the answers' parts.
+/// writes, not two. The group is `None` if there is no such group.
+/// Incident creates, comments, transitions and assignments ask through
+/// [`crate::audiences`], which keeps the answers' parts.
 pub(crate) async fn resolve_with<C: crate::rows::Read>(
     db: &C,
     key: Option<&GroupKey>,
