@@ -265,18 +265,28 @@ impl Audiences {
 }
 
 impl Audiences {
-    /// Who hears of `ask`: kept, or read through `db` (which may be a
-    /// transaction).
+    /// The group `key` names and who hears of each of `asks`
+    /// ([`crate::notify::resolve_with`]'s answer): kept, or, for what is
+    /// not, one read through `db` (a read connection or a transaction).
+    pub async fn of<C: crate::rows::Read>(
+        &self,
+        db: &C,
+        key: Option<&GroupKey>,
+        asks: &[Ask],
+    ) -> Result<Answer, StoreError> {
+        self.get_or_load(key, asks, |key, plain| async move {
+            crate::notify::resolve_with(db, key.as_ref(), &plain).await
+        })
+        .await
+    }
+
+    /// Who hears of `ask` (see [`Audiences::of`]).
     pub async fn resolve<C: crate::rows::Read>(
         &self,
         db: &C,
         ask: Ask,
     ) -> Result<Vec<Recipient>, StoreError> {
-        let (_, mut heard) = self
-            .get_or_load(None, std::slice::from_ref(&ask), |key, plain| async move {
-                crate::notify::resolve_with(db, key.as_ref(), &plain).await
-            })
-            .await?;
+        let (_, mut heard) = self.of(db, None, std::slice::from_ref(&ask)).await?;
         Ok(heard.pop().unwrap_or_default())
     }
 }
@@ -310,21 +320,13 @@ fn audience(ask: &Ask, parts: &Parts) -> Vec<Recipient> {
 }
 
 impl crate::Store {
-    /// The group `key` names and who hears of each of `asks`
-    /// ([`crate::notify::resolve_with`]'s answer), from what is kept or, for
-    /// what is not, one read on a read connection.
+    /// [`Audiences::of`] on this node's kept parts and a read connection.
     pub(crate) async fn audiences(
         &self,
         key: Option<&GroupKey>,
         asks: &[Ask],
     ) -> Result<Answer, StoreError> {
-        let db = self.conn();
-        self.cache
-            .audiences
-            .get_or_load(key, asks, |key, plain| async move {
-                crate::notify::resolve_with(db, key.as_ref(), &plain).await
-            })
-            .await
+        self.cache.audiences.of(self.conn(), key, asks).await
     }
 }
 

@@ -2126,11 +2126,7 @@ impl Store {
                 people,
                 group: None,
             };
-            self.audiences(None, &[ask])
-                .await?
-                .1
-                .pop()
-                .unwrap_or_default()
+            self.cache.audiences.resolve(self.conn(), ask).await?
         };
         self.write(move |txn| {
             Box::pin(async move {
