@@ -1,7 +1,8 @@
 //! The benchmark's "speed of light": the least an actix-web service on the
 //! same database stack as Keel (sea-orm over sqlx, the same pool and SQLite
 //! pragmas, and for reads the connections Keel's gets and list pages use,
-//! `keel_store::reads::Reads`) can do per request. `GET /read/{n}` reads one row by primary
+//! `keel_store::reads::Reads`, on SQLite first on the calling thread as
+//! they do, `Reads::inline`) can do per request. `GET /read/{n}` reads one row by primary
 //! key; `POST /insert` inserts one row. No authentication, no JSON body.
 //! `GET /plain/{n}` reads the same row as the plainest actix-web and sea-orm
 //! endpoint would: `query_one_raw` on the read pool (sqlx's pool, which
@@ -58,12 +59,18 @@ fn row_response(row: Result<Option<QueryResult>, sea_orm::DbErr>) -> HttpRespons
 
 async fn read(readers: web::Data<Readers>, n: web::Path<i64>) -> HttpResponse {
     let Readers(backend, reads) = &**readers;
-    // As Keel's get reads its one row.
-    row_response(
-        reads
-            .fetch_optional(row_statement(*backend, n.into_inner()))
-            .await,
-    )
+    // As Keel's get reads its one row: on SQLite on this thread if it can
+    // (`Reads::inline`), else on a connection's worker.
+    let stmt = row_statement(*backend, n.into_inner());
+    if let Some(bodies) = reads.inline(&stmt, |row| {
+        row.get_ref(1).ok()?.as_str().ok().map(str::to_owned)
+    }) {
+        return match bodies.into_iter().next() {
+            Some(body) => HttpResponse::Ok().content_type("text/plain").body(body),
+            None => HttpResponse::NotFound().finish(),
+        };
+    }
+    row_response(reads.fetch_optional(stmt).await)
 }
 
 /// The read pool, for `/plain/{n}`.

@@ -51,6 +51,11 @@ pub struct Config {
     /// 2, at most 60; 0 reads them on every write). Changes through this node
     /// apply at once; other nodes see them within this time.
     pub database_config_cache_secs: u64,
+    /// How long, in milliseconds, a SQLite get or list page may run on the
+    /// HTTP worker that asked for it before it is handed to a connection's
+    /// own thread (`KEEL_DATABASE_SQLITE_INLINE_READ_MS`, default 5, at
+    /// most 1 000; 0 always hands it over). Ignored on PostgreSQL.
+    pub database_sqlite_inline_read_ms: u64,
     /// Where attachments live (`KEEL_DATA_DIR`).
     pub data_dir: PathBuf,
     /// `text` or `json` (`KEEL_LOG_FORMAT`).
@@ -224,6 +229,7 @@ impl Default for Config {
             database_url: "sqlite://keel.db?mode=rwc".into(),
             database_max_connections: 10,
             database_config_cache_secs: 2,
+            database_sqlite_inline_read_ms: 5,
             data_dir: PathBuf::from("data"),
             log_format: LogFormat::Text,
             log: "info".into(),
@@ -346,6 +352,9 @@ impl Config {
         if let Some(v) = parse_env("KEEL_DATABASE_CONFIG_CACHE_SECS")? {
             self.database_config_cache_secs = v;
         }
+        if let Some(v) = parse_env("KEEL_DATABASE_SQLITE_INLINE_READ_MS")? {
+            self.database_sqlite_inline_read_ms = v;
+        }
         if let Some(v) = env_var("KEEL_DATA_DIR") {
             self.data_dir = v.into();
         }
@@ -420,6 +429,12 @@ impl Config {
         if self.database_config_cache_secs > 60 {
             return Err(ConfigError::Invalid(
                 "database_config_cache_secs must be at most 60, so configuration changes reach every node soon"
+                    .into(),
+            ));
+        }
+        if self.database_sqlite_inline_read_ms > 1_000 {
+            return Err(ConfigError::Invalid(
+                "database_sqlite_inline_read_ms must be at most 1000, so one read cannot hold up an HTTP worker for longer"
                     .into(),
             ));
         }

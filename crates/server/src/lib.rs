@@ -45,7 +45,8 @@ pub fn openapi_json() -> String {
 pub async fn open_store(config: &Config) -> Result<Store, StartError> {
     let store = Store::connect(&config.database_url, config.database_max_connections)
         .await?
-        .with_config_cache(Duration::from_secs(config.database_config_cache_secs));
+        .with_config_cache(Duration::from_secs(config.database_config_cache_secs))
+        .with_inline_reads(Duration::from_millis(config.database_sqlite_inline_read_ms));
     store.migrate().await?;
     Ok(store)
 }

@@ -608,8 +608,9 @@ struct Loaded {
 async fn load(
     store: &Store,
     q: &sea_orm::sea_query::SelectStatement,
+    here: Here,
 ) -> Result<Loaded, StoreError> {
-    let loaded = load_statement(store, store.backend().build(q)).await?;
+    let loaded = load_statement(store, store.backend().build(q), here).await?;
     with_names(store, loaded).await
 }
 
@@ -831,13 +832,23 @@ fn sql_order(dir: SortDir) -> sea_orm::Order {
 /// kind of key, so it is built once per pair and only the key is bound per
 /// call: building it with sea-query took a fifth of a get's instructions
 /// (bench/RESULTS.md, eleventh session).
+///
+/// On SQLite the statement runs on this thread if it can
+/// ([`crate::reads::Reads::inline`]).
 async fn load_one(store: &Store, key: Key) -> Result<Loaded, StoreError> {
     let backend = store.backend();
-    let row = store
-        .reads()
-        .fetch_optional(load_one_statement(backend, key))
-        .await?;
+    let stmt = load_one_statement(backend, key);
     let mut loaded = Loaded::default();
+    let mut positions = None;
+    if let Some(models) = store
+        .reads()
+        .inline(&stmt, |row| rows::incident_inline(row, &mut positions))
+    {
+        loaded.models = models;
+        loaded.models.truncate(1);
+        return with_names(store, loaded).await;
+    }
+    let row = store.reads().fetch_optional(stmt).await?;
     if let Some(row) = row {
         loaded.models.push(one_model(backend, key, &row)?);
     }
@@ -930,7 +941,20 @@ fn column_list(sql: &str) -> String {
 }
 
 /// Runs a statement of incidents and decodes its rows.
-async fn load_statement(store: &Store, stmt: Statement) -> Result<Loaded, StoreError> {
+/// On SQLite it runs on this thread if `here` says to try and it can
+/// ([`crate::reads::Reads::inline`]).
+async fn load_statement(store: &Store, stmt: Statement, here: Here) -> Result<Loaded, StoreError> {
+    let mut found = None;
+    if here == Here::Try
+        && let Some(models) = store
+            .reads()
+            .inline(&stmt, |row| rows::incident_inline(row, &mut found))
+    {
+        return Ok(Loaded {
+            models,
+            ..Loaded::default()
+        });
+    }
     let mut positions = Positions::default();
     let rows = store.reads().fetch_all(stmt).await?;
     let mut out = Loaded::default();
@@ -939,6 +963,14 @@ async fn load_statement(store: &Store, stmt: Statement) -> Result<Loaded, StoreE
             .push(rows::incident_of(&row, "", &mut positions)?);
     }
     Ok(out)
+}
+
+/// Whether a statement of incidents may run on the calling thread
+/// ([`crate::inline`]): not one whose length is not bounded by its page.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Here {
+    Try,
+    No,
 }
 
 /// The column positions of [`load_one`]'s statements, by database and kind
@@ -1945,7 +1977,7 @@ impl Store {
             .then(|| newest_rows_of_each(&filter.states, &cond, sort.dir, page))
             .flatten();
         if let Some(stmt) = pg_rows {
-            let loaded = load_statement(self, stmt).await?;
+            let loaded = load_statement(self, stmt, Here::Try).await?;
             let loaded = with_names(self, loaded).await?;
             return self.page_of(actor, loaded, sort, limit).await;
         }
@@ -2028,7 +2060,10 @@ impl Store {
             q
         };
         q.limit(page);
-        let loaded = load(self, &q).await?;
+        // A search's walk is as long as its terms are rare, milliseconds at
+        // 1 M incidents: never on this thread.
+        let here = if fts_driven { Here::No } else { Here::Try };
+        let loaded = load(self, &q, here).await?;
         self.page_of(actor, loaded, sort, limit).await
     }
 

@@ -13,6 +13,7 @@ pub mod entities;
 mod error;
 pub mod idempotency;
 pub mod incidents;
+mod inline;
 mod multi;
 pub mod notify;
 pub mod reads;
@@ -227,6 +228,16 @@ impl Store {
         self
     }
 
+    /// Lets a SQLite get or list page run on the thread that asks for it
+    /// for up to `budget` before it is handed to a connection's worker
+    /// ([`inline`]); zero always hands it over. [`inline::BUDGET`] unless
+    /// told otherwise. No effect on PostgreSQL.
+    #[must_use]
+    pub fn with_inline_reads(self, budget: Duration) -> Store {
+        self.reads.set_inline_budget(budget);
+        self
+    }
+
     /// Applies every pending migration.
     pub async fn migrate(&self) -> Result<(), StoreError> {
         Migrator::up(&self.writer, None)
@@ -248,7 +259,11 @@ impl Store {
     /// [`Store::for_worker`]. For a store that has not read yet: the
     /// connections the hot reads had are closed.
     pub fn with_read_parts(mut self, n: usize) -> Store {
+        let budget = self.reads.inline_budget();
         self.reads = reads::Reads::split_beside(&self.db, n);
+        if let Some(budget) = budget {
+            self.reads.set_inline_budget(budget);
+        }
         self
     }
 

@@ -44,6 +44,9 @@ use crate::rows::db_err;
 pub struct Reads {
     parts: Arc<[Part]>,
     at: usize,
+    /// SQLite's reads on the calling thread ([`crate::inline`]); `None` on
+    /// PostgreSQL and for an in-memory SQLite database.
+    inline: Option<Arc<crate::inline::Inline>>,
 }
 
 /// One part's connections.
@@ -140,11 +143,18 @@ impl Reads {
         }
         .max(1);
         let n = u32::try_from(parts.max(1)).unwrap_or(u32::MAX).min(max);
+        let inline = match db.get_database_backend() {
+            DatabaseBackend::Sqlite => {
+                crate::inline::Inline::beside(db.get_sqlite_connection_pool()).map(Arc::new)
+            }
+            _ => None,
+        };
         Reads {
             parts: (0..n)
                 .map(|i| Part::beside(db, max / n + u32::from(i < max % n)))
                 .collect(),
             at: 0,
+            inline,
         }
     }
 
@@ -154,6 +164,7 @@ impl Reads {
         Reads {
             parts: Arc::clone(&self.parts),
             at: i % self.parts.len().max(1),
+            inline: self.inline.clone(),
         }
     }
 
@@ -182,6 +193,33 @@ impl Reads {
         on_part!(self, run_one, stmt)
     }
 
+    /// Runs `stmt` on this thread ([`crate::inline`]), each row decoded by
+    /// `decode`; `None` if that path declines it (or there is none: on
+    /// PostgreSQL), and the statement must run through
+    /// [`Reads::fetch_all`] or [`Reads::fetch_optional`]. Public for the
+    /// benchmark's speed of light, which reads its row as a get does.
+    pub fn inline<T>(
+        &self,
+        stmt: &Statement,
+        decode: impl FnMut(&rusqlite::Row<'_>) -> Option<T>,
+    ) -> Option<Vec<T>> {
+        self.inline.as_ref()?.rows(stmt, decode)
+    }
+
+    /// How long a statement may run on the calling thread
+    /// ([`Reads::inline`]); zero: never.
+    pub fn set_inline_budget(&self, budget: Duration) {
+        if let Some(inline) = &self.inline {
+            inline.set_budget(budget);
+        }
+    }
+
+    /// The budget [`Reads::set_inline_budget`] set; `None` without reads on
+    /// the calling thread.
+    pub fn inline_budget(&self) -> Option<Duration> {
+        self.inline.as_ref().map(|i| i.budget())
+    }
+
     /// How many connections are open, how many of them idle, and the most
     /// there may be: all parts together.
     pub fn stats(&self) -> (u32, u32, u32) {
@@ -202,6 +240,9 @@ impl Reads {
     /// Closes the idle connections of every part (a read still running
     /// closes its own).
     pub async fn close(&self) {
+        if let Some(inline) = &self.inline {
+            inline.close();
+        }
         for part in self.parts.iter() {
             match part {
                 Part::Postgres(c) => c.close().await,

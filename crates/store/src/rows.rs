@@ -343,6 +343,43 @@ macro_rules! decoder {
             $entity::Model::from_query_result(row, prefix)
         }
     };
+    ($name:ident, inline $inline:ident, $entity:ident { $($field:ident: $col:ident),* $(,)? }) => {
+        decoder!($name, $entity { $($field: $col),* });
+
+        /// Decodes the model from a row of [`crate::inline`], its columns
+        /// found by name on the first row (`positions`); `None` where sqlx
+        /// would read a value otherwise, or a column is missing.
+        pub(crate) fn $inline(
+            row: &rusqlite::Row<'_>,
+            positions: &mut Option<Vec<usize>>,
+        ) -> Option<$entity::Model> {
+            use sea_orm::{IdenStatic as _, Iterable as _};
+            use $entity::Column as C;
+            use $crate::inline::get;
+            if positions.is_none() {
+                let stmt: &rusqlite::Statement<'_> = row.as_ref();
+                // Keel's statements select the columns in the entity's
+                // order: checked in one pass, where a search by name for
+                // each was a quarter of a get's instructions.
+                let in_order = stmt.column_count() >= C::iter().len()
+                    && C::iter()
+                        .enumerate()
+                        .all(|(i, c)| stmt.column_name(i).is_ok_and(|n| n == c.as_str()));
+                *positions = Some(if in_order {
+                    (0..C::iter().len()).collect()
+                } else {
+                    C::iter()
+                        .map(|c| stmt.column_index(c.as_str()).ok())
+                        .collect::<Option<Vec<usize>>>()?
+                });
+            }
+            let p = positions.as_deref()?;
+            let at = |c: C| p.get(c as usize).copied().unwrap_or(usize::MAX);
+            Some($entity::Model {
+                $($field: get(row, at(C::$col))?,)*
+            })
+        }
+    };
 }
 
 use crate::entities::{incident, sla_timer};
@@ -350,6 +387,7 @@ use crate::sla::TimerSight;
 
 decoder!(
     incident_of,
+    inline incident_inline,
     incident {
         id: Id,
         number: Number,
