@@ -36,6 +36,43 @@ async fn metrics_count_http_requests(app: TestApp) {
     app.finish().await;
 }
 
+both!(sqlite_gets_and_pages_run_on_the_worker_thread_are_counted_in_the_metrics);
+async fn sqlite_gets_and_pages_run_on_the_worker_thread_are_counted_in_the_metrics(app: TestApp) {
+    let token = app.admin_token().await;
+    let inc = app.simple_incident(&token, "Badge reader dead").await;
+    app.list_incidents(&token, &[]).await;
+    app.incident(&token, s(&inc, "id")).await;
+    // A search is never tried there.
+    app.list_incidents(&token, &[("q", "badge")]).await;
+    let text = app
+        .request(Method::GET, "/metrics")
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    let count = |outcome: &str| -> Option<u64> {
+        let name = format!("keel_db_sqlite_inline_reads_total{{outcome=\"{outcome}\"}} ");
+        text.lines()
+            .find_map(|l| l.strip_prefix(name.as_str()))
+            .and_then(|v| v.trim().parse().ok())
+    };
+    match app.db {
+        // The page and the get at least (a write reads its incident on
+        // the read pool, not here).
+        Db::Sqlite => {
+            assert!(count("here").is_some_and(|n| n >= 2), "{text}");
+            assert_eq!(count("handed_over"), Some(0), "{text}");
+        }
+        Db::Postgres => assert!(
+            !text.contains("keel_db_sqlite_inline_reads_total"),
+            "{text}"
+        ),
+    }
+    app.finish().await;
+}
+
 both!(the_openapi_document_is_served);
 async fn the_openapi_document_is_served(app: TestApp) {
     let token = app.admin_token().await;

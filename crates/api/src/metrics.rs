@@ -18,6 +18,7 @@ pub struct Metrics {
     requests: IntCounterVec,
     latency: HistogramVec,
     pool: IntGaugeVec,
+    inline: IntCounterVec,
 }
 
 impl Metrics {
@@ -47,7 +48,15 @@ impl Metrics {
             ),
             &["state"],
         )?;
+        let inline = IntCounterVec::new(
+            Opts::new(
+                "keel_db_sqlite_inline_reads_total",
+                "SQLite gets and list pages run on the HTTP worker's thread (here) or tried there and handed over to a connection's thread (handed_over)",
+            ),
+            &["outcome"],
+        )?;
         registry.register(Box::new(requests.clone()))?;
+        registry.register(Box::new(inline.clone()))?;
         registry.register(Box::new(latency.clone()))?;
         registry.register(Box::new(pool.clone()))?;
         Ok(Metrics {
@@ -55,6 +64,7 @@ impl Metrics {
             requests,
             latency,
             pool,
+            inline,
         })
     }
 
@@ -67,8 +77,20 @@ impl Metrics {
             .observe(secs);
     }
 
-    /// The text exposition, with pool gauges read now.
-    pub fn render(&self, pool: keel_store::PoolStats) -> String {
+    /// The text exposition, with pool gauges and the counts of SQLite's
+    /// reads on the worker's thread (none on PostgreSQL) read now.
+    pub fn render(
+        &self,
+        pool: keel_store::PoolStats,
+        inline: Option<keel_store::InlineReads>,
+    ) -> String {
+        if let Some(inline) = inline {
+            for (outcome, total) in [("here", inline.here), ("handed_over", inline.handed_over)] {
+                let c = self.inline.with_label_values(&[outcome]);
+                // The store's counts only grow: the counter follows them.
+                c.inc_by(total.saturating_sub(c.get()));
+            }
+        }
         let size = i64::from(pool.size);
         let idle = i64::from(pool.idle);
         self.pool.with_label_values(&["open"]).set(size);

@@ -57,6 +57,10 @@ pub(crate) struct Inline {
     max: u32,
     /// [`BUDGET`] unless set otherwise ([`Inline::set_budget`]), in µs.
     budget_us: AtomicU64,
+    /// Statements run here, and statements tried here and declined
+    /// ([`Inline::counts`]).
+    here: AtomicU64,
+    declined: AtomicU64,
 }
 
 impl std::fmt::Debug for Inline {
@@ -82,6 +86,8 @@ impl Inline {
             open: Mutex::new(0),
             max: pool.options().get_max_connections().max(1),
             budget_us: AtomicU64::new(micros(BUDGET)),
+            here: AtomicU64::new(0),
+            declined: AtomicU64::new(0),
         })
     }
 
@@ -153,6 +159,33 @@ impl Inline {
     pub(crate) fn rows<T>(
         &self,
         stmt: &sea_orm::Statement,
+        decode: impl FnMut(&rusqlite::Row<'_>) -> Option<T>,
+    ) -> Option<Vec<T>> {
+        if self.budget().is_zero() {
+            return None;
+        }
+        let rows = self.try_rows(stmt, decode);
+        let counter = if rows.is_some() {
+            &self.here
+        } else {
+            &self.declined
+        };
+        counter.fetch_add(1, Ordering::Relaxed);
+        rows
+    }
+
+    /// How many statements ran here, and how many were tried here and
+    /// declined, since the start.
+    pub(crate) fn counts(&self) -> (u64, u64) {
+        (
+            self.here.load(Ordering::Relaxed),
+            self.declined.load(Ordering::Relaxed),
+        )
+    }
+
+    fn try_rows<T>(
+        &self,
+        stmt: &sea_orm::Statement,
         mut decode: impl FnMut(&rusqlite::Row<'_>) -> Option<T>,
     ) -> Option<Vec<T>> {
         let values = match &stmt.values {
@@ -160,11 +193,7 @@ impl Inline {
             None => Vec::new(),
         };
         let conn = self.checkout()?;
-        let budget = self.budget();
-        if budget.is_zero() {
-            return None;
-        }
-        let deadline = Instant::now() + budget;
+        let deadline = Instant::now() + self.budget();
         if conn
             .progress_handler(STEPS_PER_LOOK, Some(move || Instant::now() >= deadline))
             .is_err()
@@ -486,6 +515,12 @@ mod tests {
         assert_eq!(reads.inline(&endless, |r| get::<i64>(r, 0)), None);
         // The row is still there, and read as before.
         assert_eq!(reads.inline(&all, decode), Some(vec![row]));
+        let counts = store.inline_reads().map(|c| (c.here, c.handed_over));
+        assert_eq!(counts, Some((2, 4)));
+        // With no budget nothing is tried, or counted.
+        reads.set_inline_budget(Duration::ZERO);
+        assert_eq!(reads.inline(&all, decode), None);
+        assert_eq!(store.inline_reads().map(|c| c.handed_over), Some(4));
         done(store, path).await;
     }
 

@@ -72,6 +72,16 @@ pub(crate) fn clipped_error(error: &str) -> String {
 /// How long a node keeps SLA and webhook configuration unless told otherwise.
 pub const DEFAULT_CONFIG_CACHE: Duration = Duration::from_secs(2);
 
+/// SQLite's gets and list pages on the HTTP worker's thread ([`inline`]):
+/// how many ran there, and how many were tried there and handed over to a
+/// connection's worker (over their budget, SQLite busy, or a value read or
+/// bound otherwise than sqlx would), since the start.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct InlineReads {
+    pub here: u64,
+    pub handed_over: u64,
+}
+
 /// How many connections the pool holds and how many are idle.
 #[derive(Debug, Clone, Copy)]
 pub struct PoolStats {
@@ -274,6 +284,14 @@ impl Store {
             reads: self.reads.part(i),
             ..self.clone()
         }
+    }
+
+    /// [`InlineReads`] so far; `None` where there are none (PostgreSQL, an
+    /// in-memory SQLite database).
+    pub fn inline_reads(&self) -> Option<InlineReads> {
+        self.reads
+            .inline_counts()
+            .map(|(here, handed_over)| InlineReads { here, handed_over })
     }
 
     /// The connections open, idle and allowed: the pool's and the hot

@@ -214,6 +214,12 @@ impl Reads {
         }
     }
 
+    /// How many statements ran on the calling thread ([`Reads::inline`]) and
+    /// how many were tried there and handed over; `None` without that path.
+    pub fn inline_counts(&self) -> Option<(u64, u64)> {
+        self.inline.as_ref().map(|i| i.counts())
+    }
+
     /// The budget [`Reads::set_inline_budget`] set; `None` without reads on
     /// the calling thread.
     pub fn inline_budget(&self) -> Option<Duration> {

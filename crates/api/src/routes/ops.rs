@@ -42,7 +42,8 @@ pub async fn readyz(state: web::Data<AppState>) -> HttpResponse {
 
 /// Prometheus metrics
 ///
-/// Request counts and latencies by route and status, and database pool use,
+/// Request counts and latencies by route and status, database pool use, and
+/// on SQLite how many gets and list pages ran on the HTTP worker's thread,
 /// in the Prometheus text format.
 #[utoipa::path(tag = "ops", responses((status = 200, description = "Metrics", content_type = "text/plain", body = String)), security(()))]
 #[get("/metrics")]
@@ -50,5 +51,5 @@ pub async fn metrics(state: web::Data<AppState>) -> HttpResponse {
     let pool = state.store.pool_stats();
     HttpResponse::Ok()
         .content_type("text/plain; version=0.0.4")
-        .body(state.metrics.render(pool))
+        .body(state.metrics.render(pool, state.store.inline_reads()))
 }
