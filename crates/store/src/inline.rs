@@ -23,7 +23,12 @@
 //!   (the decoders of [`crate::rows`] say `None`);
 //! - any other error from SQLite (the connection is then closed);
 //! - no idle connection with as many open as the read pool may hold, or a
-//!   new one that does not open.
+//!   new one that does not open;
+//! - a budget of zero (`database_sqlite_inline_read_ms = 0`): nothing is
+//!   tried here at all.
+//!
+//! `/metrics` counts what ran here and what was tried and handed over
+//! (`keel_db_sqlite_inline_reads_total`).
 //!
 //! The connections are opened on the database file with the read pool's
 //! settings that matter to a read (`query_only`, temporary storage in
@@ -152,10 +157,11 @@ impl Inline {
         Some(conn)
     }
 
-    /// Runs `stmt` here and decodes each row with `decode`, which is given
-    /// the row and the statement (to find its columns); `None` if this path
+    /// Runs `stmt` here and decodes each row with `decode` (a row lends
+    /// its statement, which names its columns); `None` if this path
     /// declines (see the module's documentation) and the statement must
-    /// run the usual way.
+    /// run the usual way. Counted ([`Inline::counts`]) unless the budget is
+    /// zero, when nothing is tried.
     pub(crate) fn rows<T>(
         &self,
         stmt: &sea_orm::Statement,
