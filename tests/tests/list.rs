@@ -623,13 +623,11 @@ async fn a_search_pages_newest_number_first_and_shows_each_match_once(app: TestA
     app.finish().await;
 }
 
-both!(a_listed_incident_is_shown_as_a_get_shows_it);
-async fn a_listed_incident_is_shown_as_a_get_shows_it(app: TestApp) {
-    // A page reads its incidents' names (requester, assignee, group) in a
-    // statement of their own; the items must still be what a get shows.
-    let desk = app.desk().await;
+/// An SLA policy for every incident: a first response in 15 minutes and a
+/// resolution in 4 hours.
+async fn everything_has_two_targets(app: &TestApp, admin: &str) {
     let policy = app
-        .post("/api/v1/sla/policies", &desk.admin)
+        .post("/api/v1/sla/policies", admin)
         .json(&json!({"name": "Everything", "definition": {"targets": [
             {"kind": "first_response", "secs": 900},
             {"kind": "resolution", "secs": 14400}]}}))
@@ -637,6 +635,14 @@ async fn a_listed_incident_is_shown_as_a_get_shows_it(app: TestApp) {
         .await
         .unwrap();
     assert!(policy.status().is_success(), "{}", policy.status());
+}
+
+both!(a_listed_incident_is_shown_as_a_get_shows_it);
+async fn a_listed_incident_is_shown_as_a_get_shows_it(app: TestApp) {
+    // A page reads its incidents' names (requester, assignee, group) in a
+    // statement of their own; the items must still be what a get shows.
+    let desk = app.desk().await;
+    everything_has_two_targets(&app, &desk.admin).await;
     let agent = &desk.agent.token;
     app.create_incident(
         agent,
@@ -886,15 +892,7 @@ async fn pages_and_gets_read_on_the_http_worker_s_thread_are_those_read_through_
     // field, for incidents that fill every column. (On PostgreSQL the
     // setting does nothing; the two nodes must agree all the same.)
     let desk = app.desk().await;
-    let policy = app
-        .post("/api/v1/sla/policies", &desk.admin)
-        .json(&json!({"name": "Everything", "definition": {"targets": [
-            {"kind": "first_response", "secs": 900},
-            {"kind": "resolution", "secs": 14400}]}}))
-        .send()
-        .await
-        .unwrap();
-    assert!(policy.status().is_success(), "{}", policy.status());
+    everything_has_two_targets(&app, &desk.admin).await;
     let agent = &desk.agent.token;
     let full = app
         .create_incident(

@@ -413,15 +413,7 @@ mod tests {
             .execute_raw(Statement::from_sql_and_values(
                 DatabaseBackend::Sqlite,
                 "INSERT INTO t VALUES (?, ?, ?, ?, ?, ?, ?)",
-                [
-                    row.id.into(),
-                    row.name.clone().into(),
-                    row.n.into(),
-                    row.small.into(),
-                    row.yes.into(),
-                    row.at.into(),
-                    row.none.clone().into(),
-                ],
+                row.values(),
             ))
             .await
             .unwrap_or_else(|e| panic!("{e}"));
@@ -437,6 +429,21 @@ mod tests {
         yes: bool,
         at: keel_core::time::Timestamp,
         none: Option<String>,
+    }
+
+    impl Row {
+        /// Its fields as sea-orm values, in the table's order.
+        fn values(&self) -> Vec<sea_orm::Value> {
+            vec![
+                self.id.into(),
+                self.name.clone().into(),
+                self.n.into(),
+                self.small.into(),
+                self.yes.into(),
+                self.at.into(),
+                self.none.clone().into(),
+            ]
+        }
     }
 
     fn decode(r: &rusqlite::Row<'_>) -> Option<Row> {
@@ -469,15 +476,7 @@ mod tests {
         let reads = store.reads();
         let by_every_value = stmt(
             "SELECT * FROM t WHERE id = ? AND name = ? AND n = ? AND small = ? AND yes = ? AND at = ? AND \"none\" IS ?",
-            vec![
-                row.id.into(),
-                row.name.clone().into(),
-                row.n.into(),
-                row.small.into(),
-                row.yes.into(),
-                row.at.into(),
-                row.none.clone().into(),
-            ],
+            row.values(),
         );
         for _ in 0..3 {
             assert_eq!(
