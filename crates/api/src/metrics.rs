@@ -19,6 +19,9 @@ pub struct Metrics {
     latency: HistogramVec,
     pool: IntGaugeVec,
     inline: IntCounterVec,
+    /// Held while `inline` catches up with the store's counts, so that two
+    /// scrapes at once cannot both add the same difference.
+    inline_sync: std::sync::Mutex<()>,
 }
 
 impl Metrics {
@@ -65,6 +68,7 @@ impl Metrics {
             latency,
             pool,
             inline,
+            inline_sync: std::sync::Mutex::new(()),
         })
     }
 
@@ -85,6 +89,8 @@ impl Metrics {
         inline: Option<keel_store::InlineReads>,
     ) -> String {
         if let Some(inline) = inline {
+            // Nothing panics while holding it; a poisoned lock still serialises.
+            let _sync = self.inline_sync.lock().unwrap_or_else(|p| p.into_inner());
             for (outcome, total) in [("here", inline.here), ("handed_over", inline.handed_over)] {
                 let c = self.inline.with_label_values(&[outcome]);
                 // The store's counts only grow: the counter follows them.
