@@ -839,11 +839,15 @@ async fn load_one(store: &Store, key: Key) -> Result<Loaded, StoreError> {
     let backend = store.backend();
     let stmt = load_one_statement(backend, key);
     let mut loaded = Loaded::default();
-    let mut positions = None;
-    if let Some(models) = store
+    // One text per kind of key on SQLite ([`load_one_statement`]).
+    static AT: [rows::KeptAt; 2] = [const { rows::KeptAt::new() }; 2];
+    let at = &AT[usize::from(matches!(key, Key::Number(_)))];
+    let mut positions = at.get();
+    let models = store
         .reads()
-        .inline(&stmt, |row| rows::incident_inline(row, &mut positions))
-    {
+        .inline(&stmt, |row| rows::incident_inline(row, &mut positions));
+    at.keep(positions);
+    if let Some(models) = models {
         loaded.models = models;
         loaded.models.truncate(1);
         return with_names(store, loaded).await;
@@ -866,12 +870,19 @@ fn one_model(
 ) -> Result<incident::Model, StoreError> {
     let kept = 2 * usize::from(backend == DatabaseBackend::Postgres)
         + usize::from(matches!(key, Key::Number(_)));
-    let at = one_positions()[kept].clone();
-    let finding = at.is_none();
-    let mut positions = at.map_or_else(Positions::default, Positions::known);
+    let (at, types) = one_positions()[kept].clone();
+    let finding = at.is_none() || (backend == DatabaseBackend::Postgres && types.is_none());
+    let mut positions = match at {
+        Some(at) => Positions::known(at, types),
+        None => Positions::default(),
+    };
     let m = rows::incident_of(row, "", &mut positions)?;
     if finding && let Some(found) = positions.found() {
-        one_positions()[kept].get_or_insert_with(|| found.clone());
+        let kept = &mut one_positions()[kept];
+        kept.0.get_or_insert_with(|| found.clone());
+        if let Some(types) = positions.types() {
+            kept.1.get_or_insert_with(|| types.clone());
+        }
     }
     Ok(m)
 }
@@ -974,12 +985,17 @@ enum Here {
 }
 
 /// The column positions of [`load_one`]'s statements, by database and kind
-/// of key: `2 * postgres + by_number`. Shared (`Arc`): every get takes
-/// them, and copying them cost two allocations a get.
-type OnePositions = [Option<std::sync::Arc<[usize]>>; 4];
+/// of key: `2 * postgres + by_number`, and on PostgreSQL the column types
+/// that passed the check ([`Positions::types`]). Shared (`Arc`): every get
+/// takes them, and copying them cost two allocations a get.
+type OnePositions = [(
+    Option<std::sync::Arc<[usize]>>,
+    Option<std::sync::Arc<[u32]>>,
+); 4];
 
 fn one_positions() -> std::sync::MutexGuard<'static, OnePositions> {
-    static KEPT: std::sync::Mutex<OnePositions> = std::sync::Mutex::new([const { None }; 4]);
+    static KEPT: std::sync::Mutex<OnePositions> =
+        std::sync::Mutex::new([const { (None, None) }; 4]);
     // Nothing panics while holding it; a poisoned table is still whole.
     KEPT.lock().unwrap_or_else(|p| p.into_inner())
 }

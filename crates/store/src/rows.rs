@@ -31,22 +31,64 @@ use sea_orm::{IdenStatic, Iterable};
 pub(crate) struct Positions {
     at: Option<Option<Arc<[usize]>>>,
     typed: bool,
+    /// PostgreSQL: the type OIDs of every column of a result whose first
+    /// row passed the check, in order ([`Positions::types`]).
+    types: Option<Arc<[u32]>>,
 }
 
 impl Positions {
     /// Positions found on an earlier result of the same statement text,
     /// whose columns are the same, in the same order. On PostgreSQL the
-    /// column types are still checked on this result's first row.
-    pub(crate) fn known(at: Arc<[usize]>) -> Self {
+    /// column types are still checked on this result's first row, unless
+    /// `types` are those of an earlier result whose check passed.
+    pub(crate) fn known(at: Arc<[usize]>, types: Option<Arc<[u32]>>) -> Self {
         Positions {
             at: Some(Some(at)),
             typed: false,
+            types,
         }
     }
 
     /// The positions found so far, if every column was found.
     pub(crate) fn found(&self) -> Option<&Arc<[usize]>> {
         self.at.as_ref()?.as_ref()
+    }
+
+    /// PostgreSQL: the type OIDs of the columns of a result whose first
+    /// row passed the type check, to hand to [`Positions::known`] for the
+    /// next result of the same statement text. A result whose columns have
+    /// the same OIDs, in the same order, would pass the same checks (a
+    /// built-in type's compatibility depends on its OID alone), so its
+    /// rows are decoded without them: on a get, the check of its one row's
+    /// 27 columns was 1.6 % of Keel's CPU (bench/RESULTS.md,
+    /// twenty-eighth session). A column without an OID (a type sqlx
+    /// names but does not number) keeps every result checked.
+    pub(crate) fn types(&self) -> Option<&Arc<[u32]>> {
+        self.types.as_ref()
+    }
+
+    /// Whether `r`'s columns have the OIDs kept in `types`.
+    fn same_types(&self, r: &sqlx::postgres::PgRow) -> bool {
+        self.types.as_deref().is_some_and(|kept| {
+            let cols = r.columns();
+            cols.len() == kept.len()
+                && cols
+                    .iter()
+                    .zip(kept)
+                    .all(|(c, o)| c.type_info().oid().is_some_and(|x| x.0 == *o))
+        })
+    }
+
+    /// Keeps `r`'s column OIDs after its row passed the type check.
+    fn keep_types(&mut self, r: &sqlx::postgres::PgRow) {
+        if self.types.is_none() {
+            self.types = r
+                .columns()
+                .iter()
+                .map(|c| c.type_info().oid().map(|o| o.0))
+                .collect::<Option<Vec<u32>>>()
+                .map(Arc::from);
+        }
     }
 
     /// The positions of `C`'s columns, named `{prefix}{column}`, in `row`'s
@@ -333,9 +375,12 @@ macro_rules! decoder {
                     return sqlite(r, p).map_err($crate::rows::db_err);
                 }
             } else if let Some(r) = row.try_as_pg_row() {
-                let typed = positions.typed;
+                let typed = positions.typed || positions.same_types(r);
                 if let Some(p) = positions.of::<_, $entity::Column>(r, prefix) {
                     let m = pg(r, p, typed).map_err($crate::rows::db_err)?;
+                    if !typed {
+                        positions.keep_types(r);
+                    }
                     positions.typed = true;
                     return Ok(m);
                 }
@@ -347,11 +392,13 @@ macro_rules! decoder {
         decoder!($name, $entity { $($field: $col),* });
 
         /// Decodes the model from a row of [`crate::inline`], its columns
-        /// found by name on the first row (`positions`); `None` where sqlx
+        /// found by name on the first row (`positions`), unless `positions`
+        /// holds them already (kept from an earlier run of the same
+        /// statement text, [`crate::rows::KeptAt`]); `None` where sqlx
         /// would read a value otherwise, or a column is missing.
         pub(crate) fn $inline(
             row: &rusqlite::Row<'_>,
-            positions: &mut Option<Vec<usize>>,
+            positions: &mut Option<std::borrow::Cow<'static, [usize]>>,
         ) -> Option<$entity::Model> {
             use sea_orm::{IdenStatic as _, Iterable as _};
             use $entity::Column as C;
@@ -365,13 +412,13 @@ macro_rules! decoder {
                     && C::iter()
                         .enumerate()
                         .all(|(i, c)| stmt.column_name(i).is_ok_and(|n| n == c.as_str()));
-                *positions = Some(if in_order {
+                *positions = Some(std::borrow::Cow::Owned(if in_order {
                     (0..C::iter().len()).collect()
                 } else {
                     C::iter()
                         .map(|c| stmt.column_index(c.as_str()).ok())
                         .collect::<Option<Vec<usize>>>()?
-                });
+                }));
             }
             let p = positions.as_deref()?;
             let at = |c: C| p.get(c as usize).copied().unwrap_or(usize::MAX);
@@ -380,6 +427,33 @@ macro_rules! decoder {
             })
         }
     };
+}
+
+/// The column positions an inline decoder (`decoder!(.., inline ..)`)
+/// found for one statement text, kept for the rest of the process: a
+/// statement's columns are those its text names, in its order, so they are
+/// the same on every connection and every run. Finding them took a fifth
+/// of a get's decode (27 column names read and compared), each get.
+pub(crate) struct KeptAt(std::sync::OnceLock<Vec<usize>>);
+
+impl KeptAt {
+    pub(crate) const fn new() -> Self {
+        Self(std::sync::OnceLock::new())
+    }
+
+    /// The positions kept, to hand to the decoder; `None` until found.
+    pub(crate) fn get(&'static self) -> Option<std::borrow::Cow<'static, [usize]>> {
+        self.0
+            .get()
+            .map(|p| std::borrow::Cow::Borrowed(p.as_slice()))
+    }
+
+    /// Keeps the positions the decoder found, if none are kept yet.
+    pub(crate) fn keep(&self, found: Option<std::borrow::Cow<'static, [usize]>>) {
+        if let Some(std::borrow::Cow::Owned(p)) = found {
+            let _ = self.0.set(p);
+        }
+    }
 }
 
 use crate::entities::{incident, sla_timer};
@@ -633,6 +707,56 @@ mod tests {
         ));
         // A column past the end is an error, not a panic.
         assert!(pg_get::<String>(second, 9, true).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_postgres_result_is_read_unchecked_only_when_its_column_types_are_those_kept() {
+        if std::env::var_os("KEEL_TEST_SKIP_POSTGRES").is_some() {
+            return;
+        }
+        let url = std::env::var("KEEL_TEST_POSTGRES_URL")
+            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
+        let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await else {
+            panic!("PostgreSQL at {url} is needed (or set KEEL_TEST_SKIP_POSTGRES)");
+        };
+        let mut one = async |sql: &'static str| match sqlx::query(sql).fetch_one(&mut conn).await {
+            Ok(row) => row,
+            Err(e) => panic!("{sql}: {e}"),
+        };
+        let checked = one("SELECT 7::int4 AS n, 'a'::text AS s").await;
+        let same = one("SELECT 8::int4 AS n, 'b'::text AS s").await;
+        let wider = one("SELECT 9::int8 AS n, 'c'::text AS s").await;
+        let fewer = one("SELECT 7::int4 AS n").await;
+        // Nothing is kept until a first row has passed the check.
+        let mut p = Positions::default();
+        assert!(p.types().is_none() && !p.same_types(&checked));
+        p.keep_types(&checked);
+        assert_eq!(p.types().map(|t| &t[..]), Some(&[23, 25][..]));
+        // The next result of the same text: the same OIDs, no check needed.
+        let next = Positions::known(Arc::from([0, 1]), p.types().cloned());
+        assert!(next.same_types(&same));
+        // Another type, or another number of columns: checked again, and
+        // the check refuses what the first row's field cannot read.
+        assert!(!next.same_types(&wider) && !next.same_types(&fewer));
+        assert!(pg_get::<i32>(&wider, 0, false).is_err());
+        // A kept set is not replaced by a later one.
+        let mut kept = Positions::known(Arc::from([0, 1]), p.types().cloned());
+        kept.keep_types(&wider);
+        assert_eq!(kept.types().map(|t| &t[..]), Some(&[23, 25][..]));
+    }
+
+    #[test]
+    fn inline_positions_kept_are_the_first_found_and_lent_thereafter() {
+        static AT: KeptAt = KeptAt::new();
+        assert!(AT.get().is_none());
+        // A decode that found nothing, or was lent the kept ones, keeps nothing.
+        AT.keep(None);
+        assert!(AT.get().is_none());
+        AT.keep(Some(Cow::Owned(vec![2, 0, 1])));
+        assert_eq!(AT.get().as_deref(), Some(&[2, 0, 1][..]));
+        assert!(matches!(AT.get(), Some(Cow::Borrowed(_))));
+        AT.keep(Some(Cow::Owned(vec![0, 1, 2])));
+        assert_eq!(AT.get().as_deref(), Some(&[2, 0, 1][..]));
     }
 
     /// Two timers of `record`: one with every optional field empty, one
