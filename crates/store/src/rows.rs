@@ -25,8 +25,11 @@ use sea_orm::{IdenStatic, Iterable};
 /// field (NULL or not), and the rows after it are decoded without the
 /// check. sqlx checks every value of every row, which was 12 % of a
 /// 50-incident page's instructions (bench/RESULTS.md, thirteenth
-/// session). SQLite's types belong to values, not columns, so there every
-/// value is still checked.
+/// session). A caller that keeps positions from one result to the next
+/// may keep the checked columns' type OIDs too ([`Positions::types`]):
+/// a result with the same OIDs skips the check on its first row as well.
+/// SQLite's types belong to values, not columns, so there every value is
+/// still checked.
 #[derive(Default)]
 pub(crate) struct Positions {
     at: Option<Option<Arc<[usize]>>>,
