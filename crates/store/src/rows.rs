@@ -37,6 +37,9 @@ pub(crate) struct Positions {
     /// PostgreSQL: the type OIDs of every column of a result whose first
     /// row passed the check, in order ([`Positions::types`]).
     types: Option<Arc<[u32]>>,
+    /// Made by [`Positions::known`]: the caller keeps what this result
+    /// found for the next, so the types are worth taking down.
+    kept: bool,
 }
 
 impl Positions {
@@ -49,6 +52,7 @@ impl Positions {
             at: Some(Some(at)),
             typed: false,
             types,
+            kept: true,
         }
     }
 
@@ -82,9 +86,11 @@ impl Positions {
         })
     }
 
-    /// Keeps `r`'s column OIDs after its row passed the type check.
+    /// Keeps `r`'s column OIDs after its row passed the type check, if
+    /// the caller keeps them ([`Positions::known`]; a list page's result
+    /// is not kept, and taking them cost it 0.7 % of its instructions).
     fn keep_types(&mut self, r: &sqlx::postgres::PgRow) {
-        if self.types.is_none() {
+        if self.kept && self.types.is_none() {
             self.types = r
                 .columns()
                 .iter()
@@ -730,8 +736,12 @@ mod tests {
         let same = one("SELECT 8::int4 AS n, 'b'::text AS s").await;
         let wider = one("SELECT 9::int8 AS n, 'c'::text AS s").await;
         let fewer = one("SELECT 7::int4 AS n").await;
-        // Nothing is kept until a first row has passed the check.
-        let mut p = Positions::default();
+        // Nothing is kept until a first row has passed the check, and
+        // only for a caller that keeps its positions.
+        let mut page = Positions::default();
+        page.keep_types(&checked);
+        assert!(page.types().is_none() && !page.same_types(&checked));
+        let mut p = Positions::known(Arc::from([0, 1]), None);
         assert!(p.types().is_none() && !p.same_types(&checked));
         p.keep_types(&checked);
         assert_eq!(p.types().map(|t| &t[..]), Some(&[23, 25][..]));
