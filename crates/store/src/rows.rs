@@ -67,7 +67,7 @@ impl Positions {
     /// the same OIDs, in the same order, would pass the same checks (a
     /// built-in type's compatibility depends on its OID alone), so its
     /// rows are decoded without them: on a get, the check of its one row's
-    /// 27 columns was 1.6 % of Keel's CPU (bench/RESULTS.md,
+    /// 27 columns was 12 % of Keel's instructions (bench/RESULTS.md,
     /// twenty-eighth session). A column without an OID (a type sqlx
     /// names but does not number) keeps every result checked.
     pub(crate) fn types(&self) -> Option<&Arc<[u32]>> {
@@ -441,8 +441,9 @@ macro_rules! decoder {
 /// The column positions an inline decoder (`decoder!(.., inline ..)`)
 /// found for one statement text, kept for the rest of the process: a
 /// statement's columns are those its text names, in its order, so they are
-/// the same on every connection and every run. Finding them took a fifth
-/// of a get's decode (27 column names read and compared), each get.
+/// the same on every connection and every run. Finding them took a third
+/// of a get's decode, 7 % of its instructions (27 column names read and
+/// compared), each get.
 pub(crate) struct KeptAt(std::sync::OnceLock<Vec<usize>>);
 
 impl KeptAt {
