@@ -680,13 +680,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_postgres_column_of_the_wrong_type_is_refused_on_the_first_row_even_when_null() {
-        if std::env::var_os("KEEL_TEST_SKIP_POSTGRES").is_some() {
+        let Some(mut conn) = crate::testdb::postgres_connection().await else {
             return;
-        }
-        let url = std::env::var("KEEL_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-        let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await else {
-            panic!("PostgreSQL at {url} is needed (or set KEEL_TEST_SKIP_POSTGRES)");
         };
         let rows =
             sqlx::query("SELECT * FROM (VALUES (NULL::int4, 'a'::text), (7, 'b')) AS v (n, s)")
@@ -721,13 +716,8 @@ mod tests {
 
     #[tokio::test]
     async fn a_postgres_result_is_read_unchecked_only_when_its_column_types_are_those_kept() {
-        if std::env::var_os("KEEL_TEST_SKIP_POSTGRES").is_some() {
+        let Some(mut conn) = crate::testdb::postgres_connection().await else {
             return;
-        }
-        let url = std::env::var("KEEL_TEST_POSTGRES_URL")
-            .unwrap_or_else(|_| "postgres://postgres@127.0.0.1:5432/test".into());
-        let Ok(mut conn) = <sqlx::PgConnection as sqlx::Connection>::connect(&url).await else {
-            panic!("PostgreSQL at {url} is needed (or set KEEL_TEST_SKIP_POSTGRES)");
         };
         let mut one = async |sql: &'static str| match sqlx::query(sql).fetch_one(&mut conn).await {
             Ok(row) => row,

@@ -40,6 +40,19 @@ pub(crate) async fn fresh_databases() -> Vec<(DatabaseConnection, Option<String>
     out
 }
 
+/// A plain sqlx connection to the tests' PostgreSQL server, for tests of
+/// how rows are read; `None` when `KEEL_TEST_SKIP_POSTGRES` is set.
+pub(crate) async fn postgres_connection() -> Option<sea_orm::sqlx::PgConnection> {
+    if std::env::var_os("KEEL_TEST_SKIP_POSTGRES").is_some() {
+        return None;
+    }
+    let url = postgres_url();
+    match <sea_orm::sqlx::PgConnection as sea_orm::sqlx::Connection>::connect(&url).await {
+        Ok(conn) => Some(conn),
+        Err(e) => panic!("PostgreSQL at {url} is needed (or set KEEL_TEST_SKIP_POSTGRES): {e}"),
+    }
+}
+
 /// Closes `db` and drops it if it is one of [`fresh_databases`]'
 /// PostgreSQL databases.
 pub(crate) async fn drop_database(db: DatabaseConnection, name: Option<String>) {
