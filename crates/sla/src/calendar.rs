@@ -36,6 +36,7 @@
 //! to the number of seconds.
 
 use std::collections::BTreeSet;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, PoisonError};
 
 use chrono::{DateTime, Datelike, NaiveDate, Offset, TimeZone, Utc};
@@ -218,6 +219,8 @@ pub struct Calendar {
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 struct Inner {
+    /// Which construction this is ([`Calendar::serial`]).
+    serial: Serial,
     tz: Tz,
     week: WeekHours,
     holidays: Vec<Holiday>,
@@ -287,6 +290,7 @@ impl Calendar {
         let off_bits = day_bits(&days_off);
         Ok(Calendar {
             inner: Box::new(Inner {
+                serial: Serial::next(),
                 tz: zone,
                 week,
                 holidays,
@@ -312,6 +316,7 @@ impl Calendar {
                 )));
             }
         }
+        self.inner.serial = Serial::next();
         Ok(self)
     }
 
@@ -331,6 +336,15 @@ impl Calendar {
         } else {
             usual
         }
+    }
+
+    /// Tells this calendar's constructions apart: two calendars with the
+    /// same serial are one construction and its clones, so they count
+    /// alike; a calendar built again, even from the same definition, has
+    /// another. Something worked out with one calendar can be kept under
+    /// its serial ([`crate::timer::DueMemo`]).
+    pub fn serial(&self) -> u64 {
+        self.inner.serial.0
     }
 
     pub fn tz(&self) -> Tz {
@@ -639,6 +653,27 @@ fn days_off(dates: &BTreeSet<NaiveDate>, yearly: &BTreeSet<(u32, u32)>) -> Vec<i
     days
 }
 
+/// A calendar's construction number ([`Calendar::serial`]). It is not part
+/// of what a calendar is: any two are equal.
+#[derive(Debug, Clone, Copy)]
+struct Serial(u64);
+
+impl Serial {
+    /// A number no calendar had before (from 1).
+    fn next() -> Serial {
+        static NEXT: AtomicU64 = AtomicU64::new(1);
+        Serial(NEXT.fetch_add(1, Ordering::Relaxed))
+    }
+}
+
+impl PartialEq for Serial {
+    fn eq(&self, _: &Serial) -> bool {
+        true
+    }
+}
+
+impl Eq for Serial {}
+
 /// Where `day` (counted from 1970-01-01) is in `[FIRST_DAY, END_DAY)`, if
 /// it is.
 fn day_in_span(day: i64) -> Option<usize> {
@@ -695,6 +730,7 @@ fn offset_changes(tz: Tz) -> Arc<ZoneChanges> {
     }
     let probe = Calendar {
         inner: Box::new(Inner {
+            serial: Serial::next(),
             tz,
             week: WeekHours::none(),
             holidays: Vec::new(),

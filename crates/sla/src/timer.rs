@@ -1,5 +1,7 @@
 //! One SLA target's timer and what it says at a given moment.
 
+use std::sync::{Mutex, PoisonError};
+
 use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
@@ -67,6 +69,42 @@ pub struct TimerStatus {
     pub percent: u32,
 }
 
+/// A timer's due instant under one calendar, kept beside the timer
+/// ([`Timer::status_remembering`]). It is not part of the timer: any two
+/// memos are equal, and a clone starts empty.
+#[derive(Debug, Default)]
+pub struct DueMemo(Mutex<Option<(u64, DateTime<Utc>)>>);
+
+impl DueMemo {
+    /// The instant kept under `serial`, else `count`'s, then kept.
+    fn get_or(&self, serial: u64, count: impl FnOnce() -> DateTime<Utc>) -> DateTime<Utc> {
+        // Nothing panics while holding it; a poisoned memo is still whole.
+        let mut kept = self.0.lock().unwrap_or_else(PoisonError::into_inner);
+        match *kept {
+            Some((s, at)) if s == serial => at,
+            _ => {
+                let at = count();
+                *kept = Some((serial, at));
+                at
+            }
+        }
+    }
+}
+
+impl Clone for DueMemo {
+    fn clone(&self) -> Self {
+        DueMemo::default()
+    }
+}
+
+impl PartialEq for DueMemo {
+    fn eq(&self, _: &DueMemo) -> bool {
+        true
+    }
+}
+
+impl Eq for DueMemo {}
+
 impl Timer {
     /// A running timer started at `at`.
     pub fn start(target_secs: i64, at: DateTime<Utc>) -> Timer {
@@ -89,6 +127,36 @@ impl Timer {
     /// `min(now, stopped_at)` minus the business time inside the pauses
     /// (clipped to that span; overlapping pauses count once).
     pub fn status(&self, clock: &Clock, now: DateTime<Utc>) -> TimerStatus {
+        self.status_with(clock, now, None)
+    }
+
+    /// [`Timer::status`], keeping the due instant in `memo` once it can no
+    /// longer move, and taking it from there when it was kept under the
+    /// same calendar ([`Calendar::serial`](crate::calendar::Calendar::serial)).
+    /// It can no longer move once every pause has ended by the moment
+    /// counted to (`now`, or the stop): the instant depends only on the
+    /// start, the target, those pauses and the calendar. On a page of
+    /// incidents, counting it was a third of the timers' cost
+    /// (bench/RESULTS.md, twenty-ninth session).
+    ///
+    /// `memo` must be kept with this timer alone, whose start, target and
+    /// pauses do not change while it is kept (a clone of a memo starts
+    /// empty).
+    pub fn status_remembering(
+        &self,
+        clock: &Clock,
+        now: DateTime<Utc>,
+        memo: &DueMemo,
+    ) -> TimerStatus {
+        self.status_with(clock, now, Some(memo))
+    }
+
+    fn status_with(
+        &self,
+        clock: &Clock,
+        now: DateTime<Utc>,
+        memo: Option<&DueMemo>,
+    ) -> TimerStatus {
         let end = match self.stopped_at {
             Some(stop) => stop.min(now),
             None => now,
@@ -118,7 +186,17 @@ impl Timer {
         let due_at = if paused_now {
             None
         } else {
-            Some(self.due(clock, &paused))
+            let settled = || {
+                self.pauses
+                    .iter()
+                    .all(|p| p.until.is_some_and(|until| until <= end))
+            };
+            Some(match (memo, clock) {
+                (Some(memo), Clock::Business(cal)) if settled() => {
+                    memo.get_or(cal.serial(), || self.due(clock, &paused))
+                }
+                _ => self.due(clock, &paused),
+            })
         };
         let percent = if self.target_secs <= 0 {
             100
@@ -231,6 +309,102 @@ mod tests {
     }
 
     const H: i64 = 3600;
+
+    /// Monday 2025-01-06 9:00 UTC, a 6 h target, on hold from 10:00 to
+    /// 12:00 and again from 14:00 to 15:00.
+    fn held_twice() -> Timer {
+        Timer {
+            target_secs: 6 * H,
+            started_at: utc("2025-01-06T09:00:00Z"),
+            pauses: vec![
+                Pause {
+                    from: utc("2025-01-06T10:00:00Z"),
+                    until: Some(utc("2025-01-06T12:00:00Z")),
+                },
+                Pause {
+                    from: utc("2025-01-06T14:00:00Z"),
+                    until: Some(utc("2025-01-06T15:00:00Z")),
+                },
+            ],
+            stopped_at: None,
+        }
+    }
+
+    #[test]
+    fn a_remembered_due_time_is_the_one_counted_afresh_at_every_moment() {
+        let (t, clock, memo) = (held_twice(), office(), DueMemo::default());
+        // Asked first inside a pause, while it can still move, then after.
+        for now in [
+            "2025-01-06T09:30:00Z",
+            "2025-01-06T11:00:00Z",
+            "2025-01-06T14:30:00Z",
+            "2025-01-06T16:00:00Z",
+            "2025-01-06T11:00:00Z",
+            "2025-01-07T10:00:00Z",
+            "2025-01-20T10:00:00Z",
+        ] {
+            let now = utc(now);
+            assert_eq!(
+                t.status_remembering(&clock, now, &memo),
+                t.status(&clock, now),
+                "{now}"
+            );
+        }
+        // 1 h before the first pause, 2 h between them, 2 h after the second
+        // until 17:00, and the last hour on Tuesday.
+        let later = t.status_remembering(&clock, utc("2025-01-06T16:00:00Z"), &memo);
+        assert_eq!(later.due_at, Some(utc("2025-01-07T10:00:00Z")));
+        // Inside the first pause only an hour of it is counted, and none of
+        // the second: then the instant is earlier, and it is not kept.
+        let inside = t.status_remembering(&clock, utc("2025-01-06T11:00:00Z"), &memo);
+        assert_eq!(inside.due_at, Some(utc("2025-01-06T16:00:00Z")));
+        let Clock::Business(cal) = &clock else {
+            unreachable!()
+        };
+        let kept = *memo.0.lock().unwrap();
+        assert_eq!(kept, Some((cal.serial(), utc("2025-01-07T10:00:00Z"))));
+        let fresh = DueMemo::default();
+        t.status_remembering(&clock, utc("2025-01-06T11:00:00Z"), &fresh);
+        assert_eq!(*fresh.0.lock().unwrap(), None);
+    }
+
+    #[test]
+    fn a_due_time_kept_under_one_calendar_is_not_taken_under_another() {
+        let (t, memo) = (held_twice(), DueMemo::default());
+        let now = utc("2025-01-06T16:00:00Z");
+        let office = office();
+        let early =
+            Clock::Business(Calendar::new("UTC", WeekHours::weekdays(7, 17), vec![]).unwrap());
+        assert_eq!(
+            t.status_remembering(&office, now, &memo).due_at,
+            Some(utc("2025-01-07T10:00:00Z"))
+        );
+        // Open from 7:00: Tuesday's last hour starts two hours earlier.
+        let under_early = t.status_remembering(&early, now, &memo);
+        assert_eq!(under_early, t.status(&early, now));
+        assert_eq!(under_early.due_at, Some(utc("2025-01-07T08:00:00Z")));
+        // A calendar built again is another construction, and counts alike.
+        let again = self::office();
+        assert_eq!(
+            t.status_remembering(&again, now, &memo),
+            t.status(&office, now)
+        );
+        // Around the clock nothing is kept: nothing there is worth keeping.
+        let always = t.status_remembering(&Clock::Always, now, &memo);
+        assert_eq!(always, t.status(&Clock::Always, now));
+    }
+
+    #[test]
+    fn a_cloned_memo_starts_empty_and_all_memos_are_equal() {
+        let (t, clock, memo) = (held_twice(), office(), DueMemo::default());
+        let now = utc("2025-01-06T16:00:00Z");
+        t.status_remembering(&clock, now, &memo);
+        let other = Timer::start(H, utc("2025-01-06T09:00:00Z"));
+        let copy = memo.clone();
+        let s = other.status_remembering(&clock, now, &copy);
+        assert_eq!(s.due_at, Some(utc("2025-01-06T10:00:00Z")));
+        assert_eq!(memo, copy);
+    }
 
     #[test]
     fn a_timer_state_is_named_as_its_json_names_it() {

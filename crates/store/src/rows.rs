@@ -628,6 +628,7 @@ pub(crate) fn timers_of_json(text: &str) -> Result<Vec<TimerSight>, sea_orm::DbE
                 pauses: r.5.into_owned(),
                 stopped_at: some_at(r.6)?,
                 breached_at: some_at(r.7)?,
+                due: Default::default(),
             })
         })
         .collect()
@@ -812,6 +813,7 @@ mod tests {
             pauses: m.pauses.clone(),
             stopped_at: m.stopped_at,
             breached_at: m.breached_at,
+            due: Default::default(),
         }
     }
 

@@ -10,7 +10,7 @@ use chrono::Duration;
 use keel_core::time::{Timestamp, now};
 use keel_core::{ErrorClass, RecordKind};
 use keel_sla::{
-    Calendar, CalendarSpec, Clock, DEFAULT_WARN_PERCENTS, EscalationAction, Facts, Pause,
+    Calendar, CalendarSpec, Clock, DEFAULT_WARN_PERCENTS, DueMemo, EscalationAction, Facts, Pause,
     PolicySpec, TargetKind, Timer, TimerState, TimerStatus, Trigger, crossed, next_check,
 };
 use sea_orm::sea_query::{Condition, Expr, Func, Query};
@@ -723,6 +723,11 @@ pub(crate) struct TimerSight {
     pub pauses: String,
     pub stopped_at: Option<Timestamp>,
     pub breached_at: Option<Timestamp>,
+    /// Its due instant once that can no longer move
+    /// ([`Timer::status_remembering`]): a sight is kept per text and
+    /// thread ([`crate::rows::kept_timers`]), and views of it after the
+    /// first need not count it again. Not part of the sight's facts.
+    pub due: DueMemo,
 }
 
 /// What a timer's view is made of: a whole stored timer, or its copy in
@@ -734,11 +739,16 @@ pub(crate) trait TimerFacts {
     fn breached_at(&self) -> Option<Timestamp>;
     /// The timer, its pauses parsed.
     fn timer(&self) -> Result<Timer, StoreError>;
+    /// Where the timer's due instant is kept, if anywhere.
+    fn due_memo(&self) -> Option<&DueMemo>;
 }
 
 macro_rules! timer_facts {
-    ($($model:path),*) => {$(
+    ($($model:path => $memo:path),*) => {$(
         impl TimerFacts for $model {
+            fn due_memo(&self) -> Option<&DueMemo> {
+                $memo(self)
+            }
             fn kind(&self) -> &str {
                 &self.kind
             }
@@ -769,7 +779,16 @@ macro_rules! timer_facts {
     )*};
 }
 
-timer_facts!(sla_timer::Model, TimerSight);
+/// A stored timer is read for one view: nothing to keep.
+fn no_memo(_: &sla_timer::Model) -> Option<&DueMemo> {
+    None
+}
+
+fn sight_memo(s: &TimerSight) -> Option<&DueMemo> {
+    Some(&s.due)
+}
+
+timer_facts!(sla_timer::Model => no_memo, TimerSight => sight_memo);
 
 /// The views of one record's timers as of `t`, in [`TargetKind::ALL`] order.
 pub(crate) fn timer_views<T: TimerFacts>(
@@ -784,7 +803,10 @@ pub(crate) fn timer_views<T: TimerFacts>(
         };
         let timer = r.timer()?;
         let clock = clock_for(clocks, r.calendar_id());
-        let mut status = timer.status(clock, t);
+        let mut status = match r.due_memo() {
+            Some(memo) => timer.status_remembering(clock, t, memo),
+            None => timer.status(clock, t),
+        };
         // A breach the worker recorded stays a breach, whatever the clock says now.
         let breached_at = r.breached_at();
         if breached_at.is_some() && status.state != TimerState::Met {
