@@ -700,3 +700,111 @@ async fn calendar_exceptions_give_a_date_its_own_hours(app: TestApp) {
     assert_problem(resp, 422, "sla.invalid_hours").await;
     app.finish().await;
 }
+
+both!(a_calendars_new_hours_move_the_due_time_shown_on_the_next_get_and_page);
+async fn a_calendars_new_hours_move_the_due_time_shown_on_the_next_get_and_page(app: TestApp) {
+    use chrono::{DateTime, Duration, Timelike, Utc};
+    let desk = app.desk().await;
+    let days = [
+        "monday",
+        "tuesday",
+        "wednesday",
+        "thursday",
+        "friday",
+        "saturday",
+        "sunday",
+    ];
+    let every_day = |hours: &str| -> Value {
+        days.iter()
+            .map(|d| ((*d).to_owned(), json!([hours])))
+            .collect::<serde_json::Map<_, _>>()
+            .into()
+    };
+    let cal = expect_json(
+        app.post("/api/v1/sla/calendars", &desk.admin)
+            .json(
+                &json!({"name": "Round the clock", "tz": "UTC", "week": every_day("00:00-24:00")}),
+            )
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::CREATED,
+    )
+    .await;
+    policy(
+        &app,
+        &desk.admin,
+        json!({"name": "One hour", "definition": {
+        "targets": [{"kind": "resolution", "secs": 3600, "calendar": cal["id"]}]}}),
+    )
+    .await;
+    let inc = app
+        .simple_incident(&desk.requester.token, "Badge reader dead")
+        .await;
+    let path = format!("/api/v1/incidents/{}", s(&inc, "id"));
+    let page = format!("/api/v1/incidents?requester={}", desk.requester.id);
+    let due_of = |incident: &Value| -> DateTime<Utc> {
+        target(incident, "resolution")["due_at"]
+            .as_str()
+            .unwrap()
+            .parse()
+            .unwrap()
+    };
+    let created: DateTime<Utc> = s(&inc, "created_at").parse().unwrap();
+    let started = created.with_nanosecond(0).unwrap();
+    // Read several times, on whichever of the server's threads, before the
+    // change: every view after it must count again.
+    for _ in 0..6 {
+        let got = expect_json(
+            app.get(&path, &desk.agent.token).send().await.unwrap(),
+            StatusCode::OK,
+        )
+        .await;
+        assert_eq!(due_of(&got), started + Duration::hours(1), "{got}");
+        let listed = expect_json(
+            app.get(&page, &desk.agent.token).send().await.unwrap(),
+            StatusCode::OK,
+        )
+        .await;
+        assert_eq!(due_of(&items(&listed)[0]), started + Duration::hours(1));
+    }
+
+    // From now on one hour a day, starting two hours after the incident's
+    // hour: its target falls due at that hour's end.
+    let start = (started.hour() + 2) % 24;
+    let window = format!("{start:02}:00-{:02}:00", start + 1);
+    expect_json(
+        app.patch(
+            &format!("/api/v1/sla/calendars/{}", s(&cal, "id")),
+            &desk.admin,
+        )
+        .json(&json!({"week": every_day(&window)}))
+        .send()
+        .await
+        .unwrap(),
+        StatusCode::OK,
+    )
+    .await;
+    let mut opens = started.with_minute(0).unwrap().with_second(0).unwrap()
+        + Duration::hours(i64::from(start) - i64::from(started.hour()));
+    if opens <= started {
+        opens += Duration::days(1);
+    }
+    let due = opens + Duration::hours(1);
+    assert_ne!(due, started + Duration::hours(1));
+    for _ in 0..6 {
+        let got = expect_json(
+            app.get(&path, &desk.agent.token).send().await.unwrap(),
+            StatusCode::OK,
+        )
+        .await;
+        assert_eq!(due_of(&got), due, "{got}");
+        let listed = expect_json(
+            app.get(&page, &desk.agent.token).send().await.unwrap(),
+            StatusCode::OK,
+        )
+        .await;
+        assert_eq!(due_of(&items(&listed)[0]), due);
+    }
+    app.finish().await;
+}
