@@ -221,6 +221,37 @@ pub struct IncidentFilter {
     pub sla: Vec<crate::sla::SlaFilter>,
 }
 
+impl IncidentFilter {
+    /// Whether full-text terms are the only condition.
+    fn terms_only(&self) -> bool {
+        let IncidentFilter {
+            states,
+            priorities,
+            assignee,
+            group,
+            requester,
+            major,
+            created_after,
+            created_before,
+            updated_after,
+            updated_before,
+            terms: _,
+            sla,
+        } = self;
+        states.is_empty()
+            && priorities.is_empty()
+            && assignee.is_none()
+            && group.is_none()
+            && requester.is_none()
+            && major.is_none()
+            && created_after.is_none()
+            && created_before.is_none()
+            && updated_after.is_none()
+            && updated_before.is_none()
+            && sla.is_empty()
+    }
+}
+
 /// Fields incidents sort by; ties break on the number.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum IncidentSort {
@@ -598,19 +629,15 @@ struct Loaded {
     groups: IdMap<GroupRef>,
 }
 
-/// Runs `q` (a page of incidents), then reads the names their views show
+/// Runs `stmt` (a page of incidents), then reads the names their views show
 /// in a second statement ([`refs_of`]), for the ids whose names this node
 /// does not keep ([`crate::cache::Names`]). For a page of 50 at 1 M incidents
 /// this is about 10 % faster on SQLite than correlated subqueries in the
 /// page's statement, and no slower on PostgreSQL, where the subqueries ran
 /// one index scan per name per row and joins took 1.4 ms to plan at every
 /// run (bench/RESULTS.md, fifth session).
-async fn load(
-    store: &Store,
-    q: &sea_orm::sea_query::SelectStatement,
-    here: Here,
-) -> Result<Loaded, StoreError> {
-    let loaded = load_statement(store, store.backend().build(q), here).await?;
+async fn load(store: &Store, stmt: Statement, here: Here) -> Result<Loaded, StoreError> {
+    let loaded = load_statement(store, stmt, here).await?;
     with_names(store, loaded).await
 }
 
@@ -1909,15 +1936,31 @@ impl Store {
         let fts_driven = !filter.terms.is_empty()
             && sort.field == IncidentSort::Number
             && self.backend() == DatabaseBackend::Sqlite;
+        // A dense search of the whole desk in number order on PostgreSQL
+        // walks the number index with a plan kept per connection
+        // (`search::matches`), its limit written into the text: with a
+        // bound limit PostgreSQL would plan every search again. Only with
+        // no other condition than the terms, whose rows the walk finds as
+        // densely as the terms' own.
+        let mut kept_walk = false;
         if !filter.terms.is_empty() {
             let internal = matches!(reach, Reach::All);
             if fts_driven {
                 cond = cond.add(search::fts_match(&filter.terms, internal));
             } else {
-                let dense = self
-                    .density
-                    .is_dense(self.conn(), &filter.terms, internal)
-                    .await?;
+                let walkable = self.backend() == DatabaseBackend::Sqlite
+                    || (internal && sort.field == IncidentSort::Number && filter.terms_only());
+                let dense = walkable
+                    && self
+                        .density
+                        .is_dense(
+                            self.conn(),
+                            &filter.terms,
+                            internal,
+                            u64::from(limit.get()) + 1,
+                        )
+                        .await?;
+                kept_walk = dense && self.backend() == DatabaseBackend::Postgres;
                 cond = cond.add(search::matches(
                     self.backend(),
                     &filter.terms,
@@ -2079,7 +2122,11 @@ impl Store {
         // A search's walk is as long as its terms are rare, milliseconds at
         // 1 M incidents: never on this thread.
         let here = if fts_driven { Here::No } else { Here::Try };
-        let loaded = load(self, &q, here).await?;
+        let mut stmt = self.backend().build(&q);
+        if kept_walk {
+            stmt = search::limit_in_text(stmt, page);
+        }
+        let loaded = load(self, stmt, here).await?;
         self.page_of(actor, loaded, sort, limit).await
     }
 
