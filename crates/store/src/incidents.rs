@@ -1936,12 +1936,13 @@ impl Store {
         let fts_driven = !filter.terms.is_empty()
             && sort.field == IncidentSort::Number
             && self.backend() == DatabaseBackend::Sqlite;
-        // A dense search of the whole desk in number order on PostgreSQL
-        // walks the number index with a plan kept per connection
-        // (`search::matches`), its limit written into the text: with a
-        // bound limit PostgreSQL would plan every search again. Only with
-        // no other condition than the terms, whose rows the walk finds as
-        // densely as the terms' own.
+        // A dense search of the whole desk, newest number first, on
+        // PostgreSQL walks the number index with a plan kept per
+        // connection (`search::matches`), its limit written into the text:
+        // with a bound limit PostgreSQL would plan every search again.
+        // Only with no other condition than the terms, whose rows the walk
+        // finds as densely as the terms' own, and only newest first, where
+        // density is measured (`search::Density::is_dense`).
         let mut kept_walk = false;
         if !filter.terms.is_empty() {
             let internal = matches!(reach, Reach::All);
@@ -1949,7 +1950,10 @@ impl Store {
                 cond = cond.add(search::fts_match(&filter.terms, internal));
             } else {
                 let walkable = self.backend() == DatabaseBackend::Sqlite
-                    || (internal && sort.field == IncidentSort::Number && filter.terms_only());
+                    || (internal
+                        && sort.field == IncidentSort::Number
+                        && sort.dir == SortDir::Desc
+                        && filter.terms_only());
                 let dense = walkable
                     && self
                         .density
