@@ -16,6 +16,33 @@ async fn policy(app: &TestApp, admin: &str, body: Value) -> Value {
     .await
 }
 
+/// A business calendar made from `calendar`, and a policy named `name`
+/// with a one-hour resolution target in it; the calendar as created.
+async fn calendar_with_hour_target(
+    app: &TestApp,
+    admin: &str,
+    calendar: Value,
+    name: &str,
+) -> Value {
+    let cal = expect_json(
+        app.post("/api/v1/sla/calendars", admin)
+            .json(&calendar)
+            .send()
+            .await
+            .unwrap(),
+        StatusCode::CREATED,
+    )
+    .await;
+    policy(
+        app,
+        admin,
+        json!({"name": name, "definition": {
+        "targets": [{"kind": "resolution", "secs": 3600, "calendar": cal["id"]}]}}),
+    )
+    .await;
+    cal
+}
+
 fn target<'a>(incident: &'a Value, kind: &str) -> &'a Value {
     incident["sla"]
         .as_array()
@@ -398,22 +425,13 @@ async fn warnings_and_breaches_are_recorded_once_and_escalate(app: TestApp) {
 both!(a_target_in_a_business_calendar_falls_due_in_working_hours);
 async fn a_target_in_a_business_calendar_falls_due_in_working_hours(app: TestApp) {
     let desk = app.desk().await;
-    let cal = expect_json(
-        app.post("/api/v1/sla/calendars", &desk.admin)
-            .json(&json!({"name": "Office", "tz": "UTC",
-                "week": {"monday": ["09:00-17:00"], "tuesday": ["09:00-17:00"], "wednesday": ["09:00-17:00"],
-                         "thursday": ["09:00-17:00"], "friday": ["09:00-17:00"]}}))
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::CREATED,
-    )
-    .await;
-    policy(
+    let cal = calendar_with_hour_target(
         &app,
         &desk.admin,
-        json!({"name": "Office hours", "definition": {
-        "targets": [{"kind": "resolution", "secs": 3600, "calendar": cal["id"]}]}}),
+        json!({"name": "Office", "tz": "UTC",
+            "week": {"monday": ["09:00-17:00"], "tuesday": ["09:00-17:00"], "wednesday": ["09:00-17:00"],
+                     "thursday": ["09:00-17:00"], "friday": ["09:00-17:00"]}}),
+        "Office hours",
     )
     .await;
     let inc = app
@@ -720,22 +738,11 @@ async fn a_calendars_new_hours_move_the_due_time_shown_on_the_next_get_and_page(
             .collect::<serde_json::Map<_, _>>()
             .into()
     };
-    let cal = expect_json(
-        app.post("/api/v1/sla/calendars", &desk.admin)
-            .json(
-                &json!({"name": "Round the clock", "tz": "UTC", "week": every_day("00:00-24:00")}),
-            )
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::CREATED,
-    )
-    .await;
-    policy(
+    let cal = calendar_with_hour_target(
         &app,
         &desk.admin,
-        json!({"name": "One hour", "definition": {
-        "targets": [{"kind": "resolution", "secs": 3600, "calendar": cal["id"]}]}}),
+        json!({"name": "Round the clock", "tz": "UTC", "week": every_day("00:00-24:00")}),
+        "One hour",
     )
     .await;
     let inc = app

@@ -234,10 +234,10 @@ fn fts_query(terms: &[String], include_internal: bool) -> String {
     }
 }
 
-/// From how many matches a search is "dense": enough that walking the
-/// list's sort index and testing each incident against the matches fills a
-/// page sooner than sorting every match (at 1 M incidents, at most about
-/// 10 500 rows walked for a page of 21).
+/// From how many matches a search is "dense" on SQLite: enough that
+/// walking the list's sort index and testing each incident against the
+/// matches fills a page sooner than sorting every match. PostgreSQL
+/// measures density otherwise ([`WALK`]).
 pub(crate) const DENSE: u64 = 2_000;
 
 /// On PostgreSQL, how many of the newest search rows a dense search's walk
@@ -408,8 +408,8 @@ pub(crate) fn fts_match(terms: &[String], include_internal: bool) -> SimpleExpr 
 /// number and sorted. On SQLite it writes the column as `+number`; on
 /// PostgreSQL it writes the test so that the walk is the only plan, which
 /// PostgreSQL then keeps (the caller asks for it only for a search of the
-/// whole desk in number order with nothing else to filter on, and writes
-/// the limit into the text, [`limit_in_text`]).
+/// whole desk, newest number first, with nothing else to filter on, and
+/// writes the limit into the text, [`limit_in_text`]).
 pub(crate) fn matches(
     backend: DatabaseBackend,
     terms: &[String],
@@ -462,6 +462,20 @@ mod tests {
     use super::*;
     use sea_orm::Database;
 
+    /// A fresh database of each kind, migrated, its incidents' foreign keys
+    /// off (tests make incidents up without their people).
+    async fn migrated() -> Vec<(sea_orm::DatabaseConnection, Option<String>)> {
+        use keel_migrations::{Migrator, MigratorTrait};
+        let dbs = crate::testdb::fresh_databases().await;
+        for (db, _) in &dbs {
+            Migrator::up(db, None)
+                .await
+                .unwrap_or_else(|e| panic!("{e}"));
+            crate::testdb::without_foreign_keys(db, &["incidents"]).await;
+        }
+        dbs
+    }
+
     /// An in-memory search table whose first `n` rows are about printers.
     async fn printers(n: u64) -> sea_orm::DatabaseConnection {
         let db = Database::connect("sqlite::memory:")
@@ -492,18 +506,13 @@ mod tests {
 
     #[tokio::test]
     async fn a_search_finds_the_same_incidents_in_either_plan_on_either_database() {
-        use keel_migrations::{Migrator, MigratorTrait};
         use sea_orm::{
             ActiveModelTrait, EntityTrait, IntoActiveModel, QueryFilter, QueryOrder, QuerySelect,
         };
 
         use crate::entities::incident;
-        for (db, name) in crate::testdb::fresh_databases().await {
+        for (db, name) in migrated().await {
             let backend = db.get_database_backend();
-            Migrator::up(&db, None)
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            crate::testdb::without_foreign_keys(&db, &["incidents"]).await;
             // Incident n: a printer when n is even, a VPN when n is a
             // multiple of 3, a note about the toner when n is a multiple
             // of 5 (internal), and number 7 has no search row at all.
@@ -589,7 +598,6 @@ mod tests {
     #[tokio::test]
     async fn a_search_is_dense_on_sqlite_from_its_two_thousandth_match_and_on_postgres_from_a_page_among_the_newest_rows()
      {
-        use keel_migrations::{Migrator, MigratorTrait};
         use sea_orm::{ActiveModelTrait, EntityTrait, IntoActiveModel};
         async fn dense(db: &sea_orm::DatabaseConnection, internal: bool) -> bool {
             Density::default()
@@ -597,15 +605,11 @@ mod tests {
                 .await
                 .unwrap_or_else(|e| panic!("{e}"))
         }
-        for (db, name) in crate::testdb::fresh_databases().await {
+        // Incidents made up, for the search rows' foreign key; PostgreSQL's
+        // search documents are written by the search table's triggers,
+        // which stay on.
+        for (db, name) in migrated().await {
             let backend = db.get_database_backend();
-            Migrator::up(&db, None)
-                .await
-                .unwrap_or_else(|e| panic!("{e}"));
-            // Incidents made up (their people are not there), for the
-            // search rows' foreign key; PostgreSQL's search documents are
-            // written by the search table's triggers, which stay on.
-            crate::testdb::without_foreign_keys(&db, &["incidents"]).await;
             // Incidents numbered as given, with a search row each: about
             // printers where it says so, else about scanners.
             let add = |rows: Vec<(i64, bool)>| {
