@@ -673,14 +673,12 @@ async fn calendar_exceptions_give_a_date_its_own_hours(app: TestApp) {
     let today = chrono::Utc::now().date_naive();
     let tomorrow = today.succ_opt().unwrap();
     // No weekly hours at all: only the two exceptional days are worked.
-    let cal = expect_json(
-        app.post("/api/v1/sla/calendars", &desk.admin)
-            .json(&json!({"name": "Event weekend", "tz": "UTC", "week": {},
-                "exceptions": [{"date": today, "hours": ["00:00-24:00"]}, {"date": tomorrow, "hours": ["00:00-24:00"]}]}))
-            .send()
-            .await
-            .unwrap(),
-        StatusCode::CREATED,
+    let cal = calendar_with_hour_target(
+        &app,
+        &desk.admin,
+        json!({"name": "Event weekend", "tz": "UTC", "week": {},
+            "exceptions": [{"date": today, "hours": ["00:00-24:00"]}, {"date": tomorrow, "hours": ["00:00-24:00"]}]}),
+        "Event",
     )
     .await;
     assert_eq!(
@@ -688,13 +686,6 @@ async fn calendar_exceptions_give_a_date_its_own_hours(app: TestApp) {
         json!(["00:00-24:00"]),
         "{cal}"
     );
-    policy(
-        &app,
-        &desk.admin,
-        json!({"name": "Event", "definition": {
-        "targets": [{"kind": "resolution", "secs": 3600, "calendar": cal["id"]}]}}),
-    )
-    .await;
     let inc = app
         .simple_incident(&desk.requester.token, "Stage lights")
         .await;

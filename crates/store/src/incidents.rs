@@ -1944,6 +1944,8 @@ impl Store {
         // finds as densely as the terms' own, and only newest first, where
         // density is measured (`search::Density::is_dense`).
         let mut kept_walk = false;
+        // A page and the one row after it, which says there is a next page.
+        let page = u64::from(limit.get()) + 1;
         if !filter.terms.is_empty() {
             let internal = matches!(reach, Reach::All);
             if fts_driven {
@@ -1957,12 +1959,7 @@ impl Store {
                 let dense = walkable
                     && self
                         .density
-                        .is_dense(
-                            self.conn(),
-                            &filter.terms,
-                            internal,
-                            u64::from(limit.get()) + 1,
-                        )
+                        .is_dense(self.conn(), &filter.terms, internal, page)
                         .await?;
                 kept_walk = dense && self.backend() == DatabaseBackend::Postgres;
                 cond = cond.add(search::matches(
@@ -2030,7 +2027,6 @@ impl Store {
         // state, created_at)` give its rows in order. PostgreSQL plans from
         // value statistics and needs no hint either.
         let open_work = filter.states.len() > 1 && filter.states.iter().all(|s| s.is_open());
-        let page = u64::from(limit.get()) + 1;
         // In creation order, such a queue is read one state at a time, from
         // the conditions so far (every one but the state).
         let postgres = self.backend() == DatabaseBackend::Postgres;
