@@ -342,7 +342,7 @@ impl Calendar {
     /// same serial are one construction and its clones, so they count
     /// alike; a calendar built again, even from the same definition, has
     /// another. Something worked out with one calendar can be kept under
-    /// its serial ([`crate::timer::DueMemo`]).
+    /// its serial ([`crate::timer::TimerMemo`]).
     pub fn serial(&self) -> u64 {
         self.inner.serial.0
     }

@@ -21,7 +21,7 @@ pub use policy::{
     DEFAULT_WARN_PERCENTS, EscalationAction, EscalationRule, Facts, PolicySpec, Target, TargetKind,
     Trigger, next_check,
 };
-pub use timer::{DueMemo, Pause, Timer, TimerState, TimerStatus};
+pub use timer::{Pause, Timer, TimerMemo, TimerState, TimerStatus};
 
 /// Warning thresholds newly crossed when a timer's percent moved from `before`
 /// to `now`: every threshold `t` with `before < t <= now`, in ascending order

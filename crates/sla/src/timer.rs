@@ -69,41 +69,63 @@ pub struct TimerStatus {
     pub percent: u32,
 }
 
-/// A timer's due instant under one calendar, kept beside the timer
-/// ([`Timer::status_remembering`]). It is not part of the timer: any two
-/// memos are equal, and a clone starts empty.
+/// What a timer's status counted under one calendar, kept beside the timer
+/// ([`Timer::status_remembering`]): its due instant once that can no longer
+/// move, and its business seconds up to the last moment asked about. It is
+/// not part of the timer: any two memos are equal, and a clone starts
+/// empty.
 #[derive(Debug, Default)]
-pub struct DueMemo(Mutex<Option<(u64, DateTime<Utc>)>>);
+pub struct TimerMemo(Mutex<Option<Kept>>);
 
-impl DueMemo {
-    /// The instant kept under `serial`, else `count`'s, then kept.
-    fn get_or(&self, serial: u64, count: impl FnOnce() -> DateTime<Utc>) -> DateTime<Utc> {
+/// A [`TimerMemo`]'s content, all of it counted under the calendar
+/// construction `serial`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Kept {
+    serial: u64,
+    /// The due instant, once it could no longer move.
+    due: Option<DateTime<Utc>>,
+    /// The business seconds the timer ran up to an instant.
+    counted: Option<(DateTime<Utc>, i64)>,
+}
+
+impl TimerMemo {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Option<Kept>> {
         // Nothing panics while holding it; a poisoned memo is still whole.
-        let mut kept = self.0.lock().unwrap_or_else(PoisonError::into_inner);
-        match *kept {
-            Some((s, at)) if s == serial => at,
-            _ => {
-                let at = count();
-                *kept = Some((serial, at));
-                at
-            }
-        }
+        self.0.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// What is kept under `serial`, if anything.
+    fn under(&self, serial: u64) -> Option<Kept> {
+        (*self.lock()).filter(|k| k.serial == serial)
+    }
+
+    /// Keeps `change`'s edit of what is kept under `serial` (of nothing,
+    /// if what is kept was counted under another calendar).
+    fn keep(&self, serial: u64, change: impl FnOnce(&mut Kept)) {
+        let mut kept = self.lock();
+        let mut now = (*kept).filter(|k| k.serial == serial).unwrap_or(Kept {
+            serial,
+            due: None,
+            counted: None,
+        });
+        change(&mut now);
+        *kept = Some(now);
     }
 }
 
-impl Clone for DueMemo {
+impl Clone for TimerMemo {
     fn clone(&self) -> Self {
-        DueMemo::default()
+        TimerMemo::default()
     }
 }
 
-impl PartialEq for DueMemo {
-    fn eq(&self, _: &DueMemo) -> bool {
+impl PartialEq for TimerMemo {
+    fn eq(&self, _: &TimerMemo) -> bool {
         true
     }
 }
 
-impl Eq for DueMemo {}
+impl Eq for TimerMemo {}
 
 impl Timer {
     /// A running timer started at `at`.
@@ -130,23 +152,32 @@ impl Timer {
         self.status_with(clock, now, None)
     }
 
-    /// [`Timer::status`], keeping the due instant in `memo` once it can no
-    /// longer move, and taking it from there when it was kept under the
-    /// same calendar ([`Calendar::serial`](crate::calendar::Calendar::serial)).
-    /// It can no longer move once every pause has ended by the moment
-    /// counted to (`now`, or the stop): the instant depends only on the
-    /// start, the target, those pauses and the calendar. On a page of
-    /// incidents, counting it was a third of the timers' cost
-    /// (bench/RESULTS.md, twenty-ninth session).
+    /// [`Timer::status`], keeping in `memo` what it counted under a
+    /// calendar ([`Calendar::serial`](crate::calendar::Calendar::serial))
+    /// and taking it from there when asked again under the same one:
+    ///
+    /// - The due instant, once it can no longer move: once every pause has
+    ///   ended by the moment counted to (`now`, or the stop), it depends
+    ///   only on the start, the target, those pauses and the calendar. On a
+    ///   page of incidents, counting it was a third of the timers' cost
+    ///   (bench/RESULTS.md, twenty-ninth session).
+    /// - The business seconds elapsed up to the moment counted to. Asked
+    ///   again at a later moment, only the time since is counted: seconds
+    ///   add up over any split of a span, so the seconds to the kept moment
+    ///   plus those the timer ran after it are the seconds from the start.
+    ///   A queue's incidents were often started months before, and
+    ///   counting their whole spans again was a tenth of a page's
+    ///   instructions (bench/RESULTS.md, thirtieth session).
     ///
     /// `memo` must be kept with this timer alone, whose start, target and
     /// pauses do not change while it is kept (a clone of a memo starts
-    /// empty).
+    /// empty). Around the clock nothing is kept: there counting is a
+    /// subtraction.
     pub fn status_remembering(
         &self,
         clock: &Clock,
         now: DateTime<Utc>,
-        memo: &DueMemo,
+        memo: &TimerMemo,
     ) -> TimerStatus {
         self.status_with(clock, now, Some(memo))
     }
@@ -155,21 +186,25 @@ impl Timer {
         &self,
         clock: &Clock,
         now: DateTime<Utc>,
-        memo: Option<&DueMemo>,
+        memo: Option<&TimerMemo>,
     ) -> TimerStatus {
         let end = match self.stopped_at {
             Some(stop) => stop.min(now),
             None => now,
         };
         let paused = self.paused_spans(end);
-        let elapsed = if end > self.started_at {
-            clock.seconds_between(self.started_at, end)
-                - paused
-                    .iter()
-                    .map(|&(a, b)| clock.seconds_between(a, b))
-                    .sum::<i64>()
-        } else {
-            0
+        let memo = match (memo, clock) {
+            (Some(memo), Clock::Business(cal)) => Some((memo, cal.serial())),
+            _ => None,
+        };
+        let kept = memo.and_then(|(memo, serial)| memo.under(serial));
+        let elapsed = match kept.and_then(|k| k.counted) {
+            // Counted to a moment at or before this one (a page asked
+            // earlier): the seconds since then are added.
+            Some((at, secs)) if at <= end && at >= self.started_at => {
+                secs + self.running_secs(clock, &paused, at, end)
+            }
+            _ => self.running_secs(clock, &paused, self.started_at, end),
         };
         let paused_now = self.stopped_at.is_none()
             && self
@@ -183,21 +218,26 @@ impl Timer {
             None if paused_now => TimerState::Paused,
             None => TimerState::InProgress,
         };
+        let settled = self
+            .pauses
+            .iter()
+            .all(|p| p.until.is_some_and(|until| until <= end));
         let due_at = if paused_now {
             None
         } else {
-            let settled = || {
-                self.pauses
-                    .iter()
-                    .all(|p| p.until.is_some_and(|until| until <= end))
-            };
-            Some(match (memo, clock) {
-                (Some(memo), Clock::Business(cal)) if settled() => {
-                    memo.get_or(cal.serial(), || self.due(clock, &paused))
-                }
+            Some(match kept.and_then(|k| k.due) {
+                Some(due) if settled => due,
                 _ => self.due(clock, &paused),
             })
         };
+        if let Some((memo, serial)) = memo {
+            memo.keep(serial, |k| {
+                k.counted = Some((end, elapsed));
+                if settled && k.due.is_none() {
+                    k.due = due_at;
+                }
+            });
+        }
         let percent = if self.target_secs <= 0 {
             100
         } else {
@@ -211,6 +251,27 @@ impl Timer {
             state,
             percent,
         }
+    }
+
+    /// Business seconds the timer ran in `[from, to)`: the clock's seconds
+    /// less those of the (merged) pauses `paused` within it. Seconds are
+    /// counted whole ([`Clock::seconds_between`]), so the counts of the
+    /// parts of a split span add up to the count of the span.
+    fn running_secs(
+        &self,
+        clock: &Clock,
+        paused: &[(DateTime<Utc>, DateTime<Utc>)],
+        from: DateTime<Utc>,
+        to: DateTime<Utc>,
+    ) -> i64 {
+        if to <= from {
+            return 0;
+        }
+        clock.seconds_between(from, to)
+            - paused
+                .iter()
+                .map(|&(a, b)| clock.seconds_between(a.max(from), b.min(to)))
+                .sum::<i64>()
     }
 
     /// Pauses at `at` (not before the timer started or the last pause ended).
@@ -332,7 +393,7 @@ mod tests {
 
     #[test]
     fn a_remembered_due_time_is_the_one_counted_afresh_at_every_moment() {
-        let (t, clock, memo) = (held_twice(), office(), DueMemo::default());
+        let (t, clock, memo) = (held_twice(), office(), TimerMemo::default());
         // Asked first inside a pause, while it can still move, then after.
         for now in [
             "2025-01-06T09:30:00Z",
@@ -361,16 +422,103 @@ mod tests {
         let Clock::Business(cal) = &clock else {
             unreachable!()
         };
-        let kept = *memo.0.lock().unwrap();
-        assert_eq!(kept, Some((cal.serial(), utc("2025-01-07T10:00:00Z"))));
-        let fresh = DueMemo::default();
+        let kept = memo.under(cal.serial()).and_then(|k| k.due);
+        assert_eq!(kept, Some(utc("2025-01-07T10:00:00Z")));
+        let fresh = TimerMemo::default();
         t.status_remembering(&clock, utc("2025-01-06T11:00:00Z"), &fresh);
-        assert_eq!(*fresh.0.lock().unwrap(), None);
+        assert_eq!(fresh.under(cal.serial()).and_then(|k| k.due), None);
+    }
+
+    /// Berlin office hours with its public holidays of 2025: months of
+    /// spans cross weekends, holidays and both changes of offset.
+    fn berlin() -> Clock {
+        let days = [
+            "2025-01-01",
+            "2025-04-18",
+            "2025-04-21",
+            "2025-05-01",
+            "2025-12-25",
+        ];
+        let holidays = days
+            .iter()
+            .map(|d| crate::calendar::Holiday::Date(d.parse().unwrap()))
+            .collect();
+        Clock::Business(
+            Calendar::new("Europe/Berlin", WeekHours::weekdays(9, 17), holidays).unwrap(),
+        )
+    }
+
+    #[test]
+    fn elapsed_seconds_counted_on_from_a_kept_moment_are_those_counted_from_the_start() {
+        let clock = berlin();
+        let at = |s: &str| utc(s);
+        let pause = |from: &str, until: Option<&str>| Pause {
+            from: at(from),
+            until: until.map(at),
+        };
+        let start = at("2025-01-02T08:30:00.250Z");
+        let pauses = vec![
+            pause("2025-02-10T10:15:00.5Z", Some("2025-03-04T11:00:00Z")),
+            pause("2025-03-30T00:30:00Z", Some("2025-04-22T09:45:30.75Z")),
+            pause("2025-06-02T13:00:00Z", None),
+        ];
+        let timers = [
+            // Running with settled pauses, held again from June, stopped in
+            // the middle of a pause, and stopped after them all.
+            Timer {
+                target_secs: 300 * H,
+                started_at: start,
+                pauses: pauses[..2].to_vec(),
+                stopped_at: None,
+            },
+            Timer {
+                target_secs: 300 * H,
+                started_at: start,
+                pauses: pauses.clone(),
+                stopped_at: None,
+            },
+            Timer {
+                target_secs: 100 * H,
+                started_at: start,
+                pauses: pauses[..2].to_vec(),
+                stopped_at: Some(at("2025-04-01T12:00:00Z")),
+            },
+            Timer {
+                target_secs: 100 * H,
+                started_at: start,
+                pauses: pauses[..2].to_vec(),
+                stopped_at: Some(at("2025-10-27T16:59:59.9Z")),
+            },
+        ];
+        for t in &timers {
+            let memo = TimerMemo::default();
+            // From before the start to past the last change of offset in
+            // uneven steps, each moment asked once or twice, and now and
+            // then a moment earlier than the one kept.
+            let mut now = at("2025-01-01T00:00:00Z");
+            let mut step = 0;
+            while now < at("2025-11-15T00:00:00Z") {
+                step += 1;
+                let asked = if step % 7 == 0 {
+                    now - chrono::Duration::hours(30)
+                } else {
+                    now
+                };
+                for _ in 0..1 + step % 2 {
+                    assert_eq!(
+                        t.status_remembering(&clock, asked, &memo),
+                        t.status(&clock, asked),
+                        "{asked} for {t:?}"
+                    );
+                }
+                now += chrono::Duration::seconds(61_237 + step * 997);
+            }
+        }
     }
 
     #[test]
     fn a_due_time_kept_under_one_calendar_is_not_taken_under_another() {
-        let (t, memo) = (held_twice(), DueMemo::default());
+        let (t, memo) = (held_twice(), TimerMemo::default());
         let now = utc("2025-01-06T16:00:00Z");
         let office = office();
         let early =
@@ -396,7 +544,7 @@ mod tests {
 
     #[test]
     fn a_cloned_memo_starts_empty_and_all_memos_are_equal() {
-        let (t, clock, memo) = (held_twice(), office(), DueMemo::default());
+        let (t, clock, memo) = (held_twice(), office(), TimerMemo::default());
         let now = utc("2025-01-06T16:00:00Z");
         t.status_remembering(&clock, now, &memo);
         let other = Timer::start(H, utc("2025-01-06T09:00:00Z"));

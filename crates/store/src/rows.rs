@@ -623,12 +623,14 @@ pub(crate) fn timers_of_json(text: &str) -> Result<Vec<TimerSight>, sea_orm::DbE
                 kind: r.0.into_owned(),
                 policy_id: some_id(&r.1)?,
                 calendar_id: some_id(&r.2)?,
-                target_secs: r.3,
-                started_at: at(&r.4)?,
-                pauses: r.5.into_owned(),
-                stopped_at: some_at(r.6)?,
+                timer: keel_sla::Timer {
+                    target_secs: r.3,
+                    started_at: at(&r.4)?,
+                    pauses: crate::sla::pauses_of(&r.5).map_err(|e| bad(&e.to_string()))?,
+                    stopped_at: some_at(r.6)?,
+                },
                 breached_at: some_at(r.7)?,
-                due: Default::default(),
+                memo: Default::default(),
             })
         })
         .collect()
@@ -808,12 +810,14 @@ mod tests {
             kind: m.kind.clone(),
             policy_id: m.policy_id,
             calendar_id: m.calendar_id,
-            target_secs: m.target_secs,
-            started_at: m.started_at,
-            pauses: m.pauses.clone(),
-            stopped_at: m.stopped_at,
+            timer: keel_sla::Timer {
+                target_secs: m.target_secs,
+                started_at: m.started_at,
+                pauses: crate::sla::pauses_of(&m.pauses).unwrap_or_else(|e| panic!("{e}")),
+                stopped_at: m.stopped_at,
+            },
             breached_at: m.breached_at,
-            due: Default::default(),
+            memo: Default::default(),
         }
     }
 

@@ -3,6 +3,7 @@
 //! change to their record ([`sync_incident`]); the worker step
 //! ([`Store::sla_step`]) records warnings and breaches and escalates.
 
+use std::borrow::Cow;
 use std::collections::HashMap;
 use std::sync::Arc;
 
@@ -10,8 +11,9 @@ use chrono::Duration;
 use keel_core::time::{Timestamp, now};
 use keel_core::{ErrorClass, RecordKind};
 use keel_sla::{
-    Calendar, CalendarSpec, Clock, DEFAULT_WARN_PERCENTS, DueMemo, EscalationAction, Facts, Pause,
-    PolicySpec, TargetKind, Timer, TimerState, TimerStatus, Trigger, crossed, next_check,
+    Calendar, CalendarSpec, Clock, DEFAULT_WARN_PERCENTS, EscalationAction, Facts, Pause,
+    PolicySpec, TargetKind, Timer, TimerMemo, TimerState, TimerStatus, Trigger, crossed,
+    next_check,
 };
 use sea_orm::sea_query::{Condition, Expr, Func, Query};
 use sea_orm::{
@@ -717,17 +719,18 @@ pub(crate) struct TimerSight {
     pub kind: String,
     pub policy_id: Option<Uuid>,
     pub calendar_id: Option<Uuid>,
-    pub target_secs: i64,
-    pub started_at: Timestamp,
-    /// JSON, as in `sla_timers.pauses`.
-    pub pauses: String,
-    pub stopped_at: Option<Timestamp>,
+    /// Its target, start, stop and pauses (read from their JSON, as in
+    /// `sla_timers.pauses`, once per text: a sight is kept per text and
+    /// thread, [`crate::rows::kept_timers`]; reading them on every view
+    /// was 5 % of a queue page's instructions, bench/RESULTS.md, thirtieth
+    /// session).
+    pub timer: Timer,
     pub breached_at: Option<Timestamp>,
-    /// Its due instant once that can no longer move
-    /// ([`Timer::status_remembering`]): a sight is kept per text and
-    /// thread ([`crate::rows::kept_timers`]), and views of it after the
-    /// first need not count it again. Not part of the sight's facts.
-    pub due: DueMemo,
+    /// What its views counted ([`Timer::status_remembering`]): views of a
+    /// kept sight after the first need not count its due instant again,
+    /// nor the seconds it ran up to the last view. Not part of the
+    /// sight's facts.
+    pub memo: TimerMemo,
 }
 
 /// What a timer's view is made of: a whole stored timer, or its copy in
@@ -738,15 +741,15 @@ pub(crate) trait TimerFacts {
     fn calendar_id(&self) -> Option<Uuid>;
     fn breached_at(&self) -> Option<Timestamp>;
     /// The timer, its pauses parsed.
-    fn timer(&self) -> Result<Timer, StoreError>;
-    /// Where the timer's due instant is kept, if anywhere.
-    fn due_memo(&self) -> Option<&DueMemo>;
+    fn timer(&self) -> Result<Cow<'_, Timer>, StoreError>;
+    /// Where what the timer's views count is kept, if anywhere.
+    fn memo(&self) -> Option<&TimerMemo>;
 }
 
 macro_rules! timer_facts {
-    ($($model:path => $memo:path),*) => {$(
+    ($($model:path => $timer:path, $memo:path),*) => {$(
         impl TimerFacts for $model {
-            fn due_memo(&self) -> Option<&DueMemo> {
+            fn memo(&self) -> Option<&TimerMemo> {
                 $memo(self)
             }
             fn kind(&self) -> &str {
@@ -761,34 +764,50 @@ macro_rules! timer_facts {
             fn breached_at(&self) -> Option<Timestamp> {
                 self.breached_at
             }
-            fn timer(&self) -> Result<Timer, StoreError> {
-                // Most timers were never paused: no parser for those.
-                let pauses: Vec<Pause> = if self.pauses == "[]" {
-                    Vec::new()
-                } else {
-                    parse_spec(&self.pauses)?
-                };
-                Ok(Timer {
-                    target_secs: self.target_secs,
-                    started_at: self.started_at,
-                    pauses,
-                    stopped_at: self.stopped_at,
-                })
+            fn timer(&self) -> Result<Cow<'_, Timer>, StoreError> {
+                $timer(self)
             }
         }
     )*};
 }
 
+/// A stored timer, its pauses parsed for one view.
+fn stored_timer(m: &sla_timer::Model) -> Result<Cow<'_, Timer>, StoreError> {
+    Ok(Cow::Owned(Timer {
+        target_secs: m.target_secs,
+        started_at: m.started_at,
+        pauses: pauses_of(&m.pauses)?,
+        stopped_at: m.stopped_at,
+    }))
+}
+
+/// A timer's pauses from their JSON (`sla_timers.pauses`).
+pub(crate) fn pauses_of(json: &str) -> Result<Vec<Pause>, StoreError> {
+    // Most timers were never paused: no parser for those.
+    if json == "[]" {
+        Ok(Vec::new())
+    } else {
+        parse_spec(json)
+    }
+}
+
 /// A stored timer is read for one view: nothing to keep.
-fn no_memo(_: &sla_timer::Model) -> Option<&DueMemo> {
+fn no_memo(_: &sla_timer::Model) -> Option<&TimerMemo> {
     None
 }
 
-fn sight_memo(s: &TimerSight) -> Option<&DueMemo> {
-    Some(&s.due)
+fn sight_timer(s: &TimerSight) -> Result<Cow<'_, Timer>, StoreError> {
+    Ok(Cow::Borrowed(&s.timer))
 }
 
-timer_facts!(sla_timer::Model => no_memo, TimerSight => sight_memo);
+fn sight_memo(s: &TimerSight) -> Option<&TimerMemo> {
+    Some(&s.memo)
+}
+
+timer_facts!(
+    sla_timer::Model => stored_timer, no_memo,
+    TimerSight => sight_timer, sight_memo
+);
 
 /// The views of one record's timers as of `t`, in [`TargetKind::ALL`] order.
 pub(crate) fn timer_views<T: TimerFacts>(
@@ -803,7 +822,7 @@ pub(crate) fn timer_views<T: TimerFacts>(
         };
         let timer = r.timer()?;
         let clock = clock_for(clocks, r.calendar_id());
-        let mut status = match r.due_memo() {
+        let mut status = match r.memo() {
             Some(memo) => timer.status_remembering(clock, t, memo),
             None => timer.status(clock, t),
         };
@@ -1047,7 +1066,7 @@ pub(crate) fn plan(
                 policy.map(|p| p.id),
             ),
             (Some(r), Some(tg)) => {
-                let mut timer = r.timer()?;
+                let mut timer = r.timer()?.into_owned();
                 if timer.target_secs != tg.secs {
                     timer.retarget(tg.secs);
                 }
@@ -1060,7 +1079,7 @@ pub(crate) fn plan(
                 )
             }
             (Some(r), None) => (
-                r.timer()?,
+                r.timer()?.into_owned(),
                 r.warned_percent,
                 r.breached_at,
                 r.calendar_id,
@@ -1167,7 +1186,7 @@ pub(crate) fn seeded_timers(
 ) -> Result<Vec<sla_timer::Model>, StoreError> {
     let mut rows = plan(cfg, m, &[], SyncEvent::Created, m.updated_at)?.inserted;
     for r in &mut rows {
-        let timer = r.timer()?;
+        let timer = r.timer()?.into_owned();
         let clock = clock_for(&cfg.clocks, r.calendar_id);
         let status = timer.status(clock, t);
         let warn = warn_percents(cfg.policies.iter().find(|p| Some(p.id) == r.policy_id));
