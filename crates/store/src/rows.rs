@@ -136,7 +136,7 @@ pub(crate) fn pg_get<'r, T>(
     typed: bool,
 ) -> Result<T, sqlx::Error>
 where
-    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres>,
+    T: sqlx::Decode<'r, sqlx::Postgres> + sqlx::Type<sqlx::Postgres> + 'static,
 {
     use sqlx::TypeInfo as _;
     if !typed {
@@ -153,7 +153,62 @@ where
             });
         }
     }
+    // A timestamp (the type is known here once the compiler is done: the
+    // casts below are of a value to its own type, or nothing).
+    let mut out: Option<T> = None;
+    let slot: &mut dyn std::any::Any = &mut out;
+    if let Some(at) = slot.downcast_mut::<Option<chrono::DateTime<chrono::Utc>>>() {
+        *at = pg_timestamp(r, i)?;
+        return out.ok_or_else(|| decode_error(i, sqlx::error::UnexpectedNullError.into()));
+    }
+    if let Some(at) = slot.downcast_mut::<Option<Option<chrono::DateTime<chrono::Utc>>>>() {
+        *at = Some(pg_timestamp(r, i)?);
+        return out.ok_or_else(|| decode_error(i, sqlx::error::UnexpectedNullError.into()));
+    }
     r.try_get_unchecked(i)
+}
+
+/// Microseconds from 1970-01-01 to 2000-01-01, PostgreSQL's epoch.
+const PG_EPOCH_MICROS: i64 = 946_684_800_000_000;
+
+/// Column `i` of a PostgreSQL row, a `timestamptz` (or `timestamp`), as
+/// sqlx decodes it into a `DateTime<Utc>`, but in one step: its binary
+/// value is microseconds since 2000-01-01, and sqlx went through
+/// `DateTime<FixedOffset>` and `NaiveDateTime` with a `Duration` added to
+/// the epoch, 200 instructions a timestamp and six timestamps an incident:
+/// 4 % of a queue page's instructions (bench/RESULTS.md, thirtieth
+/// session). A value sent as text (sqlx asks for binary) goes to sqlx.
+fn pg_timestamp(
+    r: &sqlx::postgres::PgRow,
+    i: usize,
+) -> Result<Option<chrono::DateTime<chrono::Utc>>, sqlx::Error> {
+    use sqlx::ValueRef as _;
+    let value = r.try_get_raw(i)?;
+    if value.is_null() {
+        return Ok(None);
+    }
+    if value.format() != sqlx::postgres::PgValueFormat::Binary {
+        return <chrono::DateTime<chrono::Utc> as sqlx::Decode<'_, sqlx::Postgres>>::decode(value)
+            .map(Some)
+            .map_err(|e| decode_error(i, e));
+    }
+    let bytes = value.as_bytes().map_err(|e| decode_error(i, e))?;
+    let micros = <[u8; 8]>::try_from(bytes)
+        .map(i64::from_be_bytes)
+        .map_err(|_| decode_error(i, "a timestamp is 8 bytes".into()))?;
+    micros
+        .checked_add(PG_EPOCH_MICROS)
+        .and_then(chrono::DateTime::from_timestamp_micros)
+        .map(Some)
+        .ok_or_else(|| decode_error(i, "timestamp out of range".into()))
+}
+
+/// sqlx's error for a column whose value did not decode.
+fn decode_error(i: usize, source: sqlx::error::BoxDynError) -> sqlx::Error {
+    sqlx::Error::ColumnDecode {
+        index: i.to_string(),
+        source,
+    }
 }
 
 /// Runs a read statement on `db`'s pool with sqlx itself, as sea-orm's
@@ -715,6 +770,65 @@ mod tests {
         ));
         // A column past the end is an error, not a panic.
         assert!(pg_get::<String>(second, 9, true).is_err());
+    }
+
+    #[tokio::test]
+    async fn a_postgres_timestamp_reads_as_sqlx_reads_it() {
+        let Some(mut conn) = crate::testdb::postgres_connection().await else {
+            return;
+        };
+        let values = [
+            "NULL",
+            "'2000-01-01T00:00:00Z'",
+            "'1999-12-31T23:59:59.999999Z'",
+            "'1970-01-01T00:00:00Z'",
+            "'1969-07-20T20:17:40.5Z'",
+            "'2026-12-08T01:02:03.456789+05:30'",
+            "'0001-01-01T00:00:00Z'",
+            "'9999-12-31T23:59:59.999999Z'",
+            "'4713-01-01 BC'",
+            "'infinity'",
+            "'-infinity'",
+        ];
+        for v in values {
+            for ty in ["timestamptz", "timestamp"] {
+                let sql = format!("SELECT {v}::{ty} AS t");
+                let row = match sqlx::query(sqlx::AssertSqlSafe(sql.as_str()))
+                    .fetch_one(&mut conn)
+                    .await
+                {
+                    Ok(row) => row,
+                    Err(e) => panic!("{sql}: {e}"),
+                };
+                type At = chrono::DateTime<chrono::Utc>;
+                // Typed (the column's type checked on an earlier row): as
+                // sqlx decodes a value unchecked, `timestamp` too.
+                let ours = pg_get::<Option<At>>(&row, 0, true);
+                let theirs = row.try_get_unchecked::<Option<At>, _>(0);
+                assert_eq!(ours.as_ref().ok(), theirs.as_ref().ok(), "{sql}");
+                assert_eq!(ours.is_err(), theirs.is_err(), "{sql}");
+                let ours = pg_get::<At>(&row, 0, true);
+                let theirs = row.try_get_unchecked::<At, _>(0);
+                assert_eq!(ours.as_ref().ok(), theirs.as_ref().ok(), "{sql}");
+                assert_eq!(ours.is_err(), theirs.is_err(), "{sql}");
+                // Checked: a `timestamptz` as sqlx's `try_get` reads it, and
+                // a `timestamp` refused (even NULL, as every checked column).
+                let ours = pg_get::<Option<At>>(&row, 0, false);
+                if ty == "timestamptz" {
+                    let theirs = row.try_get::<Option<At>, _>(0);
+                    assert_eq!(ours.as_ref().ok(), theirs.as_ref().ok(), "{sql}");
+                    assert_eq!(ours.is_err(), theirs.is_err(), "{sql}");
+                } else {
+                    assert!(ours.is_err(), "{sql}");
+                }
+                // Another type than a timestamp is still refused.
+                assert!(pg_get::<Option<i64>>(&row, 0, false).is_err());
+                if v.contains("1969") {
+                    let landing = "1969-07-20T20:17:40.5Z".parse().ok();
+                    assert_eq!(pg_get::<At>(&row, 0, true).ok(), landing);
+                }
+            }
+        }
     }
 
     #[tokio::test]
