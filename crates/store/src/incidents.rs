@@ -37,6 +37,10 @@ use crate::sla::{self, SlaTimerView, SyncEvent};
 use crate::webhooks;
 use crate::{Store, StoreError};
 
+mod kept_pages;
+
+use kept_pages::{Arg, Bind, PageArgs, PageShape};
+
 const KIND: RecordKind = RecordKind::Incident;
 
 /// An incident as a caller sees it.
@@ -253,7 +257,7 @@ impl IncidentFilter {
 }
 
 /// Fields incidents sort by; ties break on the number.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub enum IncidentSort {
     CreatedAt,
     UpdatedAt,
@@ -339,18 +343,22 @@ fn parse_state(s: &str) -> State {
 fn reach_condition(reach: &Reach) -> Condition {
     match reach {
         Reach::All => Condition::all(),
-        Reach::Own(user) => {
-            let watched = Query::select()
-                .column(watcher::Column::RecordId)
-                .from(watcher::Entity)
-                .and_where(watcher::Column::RecordType.eq(KIND.as_str()))
-                .and_where(watcher::Column::UserId.eq(user.0))
-                .to_owned();
-            Condition::any()
-                .add(incident::Column::RequesterId.eq(user.0))
-                .add(incident::Column::Id.in_subquery(watched))
-        }
+        Reach::Own(user) => own_condition(user.0.into(), user.0.into()),
     }
+}
+
+/// A requester's incidents: those they raised (`requester`) and those
+/// they watch (`watcher`, the same user, bound apart).
+fn own_condition(requester: Value, watcher: Value) -> Condition {
+    let watched = Query::select()
+        .column(watcher::Column::RecordId)
+        .from(watcher::Entity)
+        .and_where(watcher::Column::RecordType.eq(KIND.as_str()))
+        .and_where(watcher::Column::UserId.eq(watcher))
+        .to_owned();
+    Condition::any()
+        .add(incident::Column::RequesterId.eq(requester))
+        .add(incident::Column::Id.in_subquery(watched))
 }
 
 /// One incident's unique key: its id or its number.
@@ -841,6 +849,233 @@ fn newest_rows_of_each(
         sql,
         values,
     ))
+}
+
+/// A list page's cursor as the bound its statement compares with: the
+/// value of the sort field, as bound, and the number.
+fn cursor_bound(raw: &str, sort: Sort<IncidentSort>) -> Result<(Value, i64), StoreError> {
+    let c = Cursor::decode(raw, sort)?;
+    let tie = c.tiebreak.as_i64().ok_or(QueryError::InvalidCursor)?;
+    let value: Value = match sort.field {
+        IncidentSort::CreatedAt | IncidentSort::UpdatedAt => {
+            let s = c.value.as_str().ok_or(QueryError::InvalidCursor)?;
+            let ts: Timestamp = s.parse().map_err(|_| QueryError::InvalidCursor)?;
+            ts.into()
+        }
+        IncidentSort::Priority => {
+            let p = c
+                .value
+                .as_i64()
+                .and_then(|p| i32::try_from(p).ok())
+                .ok_or(QueryError::InvalidCursor)?;
+            p.into()
+        }
+        IncidentSort::Number => tie.into(),
+    };
+    Ok((value, tie))
+}
+
+/// The conditions of a list page that [`PageArgs`] holds: what the caller
+/// may read, then the filters but the states, each value as `bind` takes
+/// it. Visibility is one AND-ed clause: filters narrow within it, never
+/// widen it.
+fn page_condition(args: &PageArgs, bind: Bind) -> Condition {
+    let v = |arg| bind.val(args, arg);
+    let mut cond = Condition::all().add(match args.reach_user {
+        None => Condition::all(),
+        Some(_) => own_condition(v(Arg::ReachUser), v(Arg::ReachUser)),
+    });
+    if !args.priorities.is_empty() {
+        cond = cond.add(
+            incident::Column::Priority
+                .is_in((0..args.priorities.len()).map(|n| v(Arg::Priority(n)))),
+        );
+    }
+    match args.assignee {
+        Some(Some(_)) => cond = cond.add(incident::Column::AssigneeId.eq(v(Arg::Assignee))),
+        Some(None) => cond = cond.add(incident::Column::AssigneeId.is_null()),
+        None => {}
+    }
+    match args.group {
+        Some(Some(_)) => cond = cond.add(incident::Column::AssignmentGroupId.eq(v(Arg::Group))),
+        Some(None) => cond = cond.add(incident::Column::AssignmentGroupId.is_null()),
+        None => {}
+    }
+    if args.requester.is_some() {
+        cond = cond.add(incident::Column::RequesterId.eq(v(Arg::Requester)));
+    }
+    if args.major.is_some() {
+        cond = cond.add(incident::Column::Major.eq(v(Arg::Major)));
+    }
+    for (col, after, before) in [
+        (
+            incident::Column::CreatedAt,
+            args.created_after.map(|_| Arg::CreatedAfter),
+            args.created_before.map(|_| Arg::CreatedBefore),
+        ),
+        (
+            incident::Column::UpdatedAt,
+            args.updated_after.map(|_| Arg::UpdatedAfter),
+            args.updated_before.map(|_| Arg::UpdatedBefore),
+        ),
+    ] {
+        if let Some(a) = after {
+            cond = cond.add(col.gte(v(a)));
+        }
+        if let Some(b) = before {
+            cond = cond.add(col.lt(v(b)));
+        }
+    }
+    cond
+}
+
+/// A list page's statement: `cond` (from [`page_condition`], and a search's
+/// or SLA conditions after it), then the cursor's bound, the states, the
+/// order and the limit (`page` rows). The state filter is added last: a
+/// queue of several open states may be read one state at a time.
+#[allow(clippy::too_many_arguments)]
+fn page_statement(
+    backend: DatabaseBackend,
+    mut cond: Condition,
+    args: &PageArgs,
+    bind: Bind,
+    states: &[State],
+    sort: Sort<IncidentSort>,
+    page: u64,
+    fts_driven: bool,
+) -> Statement {
+    let col = match sort.field {
+        IncidentSort::CreatedAt => incident::Column::CreatedAt,
+        IncidentSort::UpdatedAt => incident::Column::UpdatedAt,
+        IncidentSort::Priority => incident::Column::Priority,
+        IncidentSort::Number => incident::Column::Number,
+    };
+    if args.cursor.is_some() {
+        // A row-value comparison, `(col, number) < (value, tie)`: both
+        // databases walk the `(col, number)` index straight to the
+        // cursor, where the equivalent OR of two conditions made SQLite
+        // scan every row before it.
+        let key = Expr::tuple([
+            Expr::col((incident::Entity, col)),
+            Expr::col((incident::Entity, incident::Column::Number)),
+        ]);
+        let bound = Expr::tuple([
+            Expr::val(bind.val(args, Arg::CursorValue)),
+            Expr::val(bind.val(args, Arg::CursorTie)),
+        ]);
+        cond = cond.add(match sort.dir {
+            SortDir::Asc => key.gt(bound),
+            SortDir::Desc => key.lt(bound),
+        });
+        if fts_driven {
+            // The same bound on the FTS5 key, so that it seeks there.
+            let fts_key = Expr::cust(search::FTS_KEY);
+            let tie = bind.val(args, Arg::CursorTie);
+            cond = cond.add(match sort.dir {
+                SortDir::Asc => fts_key.gt(tie),
+                SortDir::Desc => fts_key.lt(tie),
+            });
+        }
+    }
+    let order = sql_order(sort.dir);
+    // Open work is short and history is long. When the filter asks for
+    // several states, all open, SQLite should find those rows through a
+    // state index and sort them, but left to itself it walks the whole
+    // queue in sort order (closed history included) to skip the sort.
+    // Sorting by `+column` (an expression no index provides) tells it
+    // so. One state needs no hint: `(state, created_at)` and `(group,
+    // state, created_at)` give its rows in order. PostgreSQL plans from
+    // value statistics and needs no hint either.
+    let open_work = states.len() > 1 && states.iter().all(|s| s.is_open());
+    // In creation order, such a queue is read one state at a time, from
+    // the conditions so far (every one but the state).
+    let postgres = backend == DatabaseBackend::Postgres;
+    let by_state = open_work && !fts_driven && sort.field == IncidentSort::CreatedAt;
+    // A queue of no group on PostgreSQL: its rows as the scans find them.
+    let pg_rows = (by_state && postgres && args.group.is_none())
+        .then(|| newest_rows_of_each(states, &cond, sort.dir, page))
+        .flatten();
+    if let Some(stmt) = pg_rows {
+        return stmt;
+    }
+    let newest = by_state
+        .then(|| newest_of_each(states, &cond, order.clone(), page, postgres))
+        .flatten();
+    if !states.is_empty() {
+        cond = cond.add(incident::Column::State.is_in(states.iter().map(|s| s.as_str())));
+    }
+    let sort_key: SimpleExpr = if open_work && backend == DatabaseBackend::Sqlite {
+        Expr::cust(format!("+\"incidents\".\"{}\"", col.as_str()))
+    } else {
+        Expr::col((incident::Entity, col))
+    };
+    let (newest_numbers, newest_rows) = match newest {
+        Some(Newest::Numbers(n)) => (Some(n), None),
+        Some(Newest::Rows(r)) => (None, Some(r)),
+        None => (None, None),
+    };
+    let mut q = if let Some(rows) = newest_rows {
+        // The queue's rows (SQLite), as the table they come from; its
+        // sort key is selected, so SQLite flattens the union.
+        let mut q = select_incidents(backend);
+        q.from_clear()
+            .from_subquery(rows, Alias::new("incidents"))
+            .order_by_expr(
+                incident::Column::CreatedAt.into_simple_expr(),
+                order.clone(),
+            )
+            .order_by_expr(incident::Column::Number.into_simple_expr(), order);
+        q
+    } else if open_work && !fts_driven {
+        // The page's numbers first, then their rows: the numbers alone
+        // come from the group index (which holds the sort key and the
+        // priority, m0006) without reading a row (an index-only scan on
+        // PostgreSQL), so a large group's queue reads 50 rows instead
+        // of thousands. In other orders than creation, both databases
+        // sort the open rows they found. The rows are then read by a
+        // join from those numbers, in no particular order (they are
+        // sorted below): `number IN (...)` made SQLite build a
+        // temporary B-tree of the numbers and another to sort the
+        // rows, whole descriptions and all. `CROSS JOIN` keeps SQLite
+        // from reordering the join (and the numbers a co-routine).
+        let numbers = newest_numbers.unwrap_or_else(|| {
+            Query::select()
+                .column((incident::Entity, incident::Column::Number))
+                .from(incident::Entity)
+                .cond_where(cond)
+                .order_by_expr(sort_key, order.clone())
+                .order_by((incident::Entity, incident::Column::Number), order.clone())
+                .limit(page)
+                .take()
+        });
+        let mut q = select_incidents(backend);
+        q.from_clear()
+            .from_subquery(numbers, Alias::new("page"))
+            .cross_join(incident::Entity)
+            .and_where(
+                Expr::col((incident::Entity, incident::Column::Number))
+                    .equals((Alias::new("page"), incident::Column::Number)),
+            );
+        q
+    } else if fts_driven {
+        let mut q = select_incidents(backend);
+        q.join(
+            JoinType::InnerJoin,
+            Alias::new("incident_search"),
+            Expr::cust(search::FTS_JOIN),
+        )
+        .cond_where(cond)
+        .order_by_expr(Expr::cust(search::FTS_KEY), order);
+        q
+    } else {
+        let mut q = select_incidents(backend);
+        q.cond_where(cond)
+            .order_by_expr(sort_key, order.clone())
+            .order_by_expr(incident::Column::Number.into_simple_expr(), order);
+        q
+    };
+    q.limit(page);
+    backend.build(&q)
 }
 
 /// `dir` as sea-query orders.
@@ -1884,50 +2119,48 @@ impl Store {
         cursor: Option<&str>,
     ) -> Result<Page<IncidentView>, StoreError> {
         let reach = reach(actor)?;
-        // Visibility is one AND-ed clause: filters narrow within it, never widen it.
-        // The state filter is added last (below): a queue of several open
-        // states may be read one state at a time.
-        let mut cond = Condition::all().add(reach_condition(&reach));
-        if !filter.priorities.is_empty() {
-            cond = cond.add(
-                incident::Column::Priority.is_in(filter.priorities.iter().map(|p| i32::from(*p))),
-            );
+        let cursor = cursor.map(|raw| cursor_bound(raw, sort)).transpose()?;
+        let args = PageArgs {
+            reach_user: match reach {
+                Reach::All => None,
+                Reach::Own(user) => Some(user.0),
+            },
+            priorities: filter.priorities.iter().map(|p| i32::from(*p)).collect(),
+            assignee: filter.assignee.map(|a| a.map(|u| u.0)),
+            group: filter.group.map(|g| g.map(|g| g.0)),
+            requester: filter.requester.map(|r| r.0),
+            major: filter.major,
+            created_after: filter.created_after,
+            created_before: filter.created_before,
+            updated_after: filter.updated_after,
+            updated_before: filter.updated_before,
+            cursor,
+        };
+        // A page and the one row after it, which says there is a next page.
+        let page = u64::from(limit.get()) + 1;
+        let backend = self.backend();
+        // Pages with neither full-text terms nor SLA conditions (a queue,
+        // a requester's own list) take their statement's text as kept for
+        // their shape, with their own values bound (`kept_pages`).
+        if filter.terms.is_empty() && filter.sla.is_empty() {
+            let shape = PageShape::of(backend, &args, &filter.states, sort, page);
+            let stmt = kept_pages::statement(shape, &args, |bind| {
+                let cond = page_condition(&args, bind);
+                page_statement(
+                    backend,
+                    cond,
+                    &args,
+                    bind,
+                    &filter.states,
+                    sort,
+                    page,
+                    false,
+                )
+            });
+            let loaded = load(self, stmt, Here::Try).await?;
+            return self.page_of(actor, loaded, sort, limit).await;
         }
-        match filter.assignee {
-            Some(Some(u)) => cond = cond.add(incident::Column::AssigneeId.eq(u.0)),
-            Some(None) => cond = cond.add(incident::Column::AssigneeId.is_null()),
-            None => {}
-        }
-        match filter.group {
-            Some(Some(g)) => cond = cond.add(incident::Column::AssignmentGroupId.eq(g.0)),
-            Some(None) => cond = cond.add(incident::Column::AssignmentGroupId.is_null()),
-            None => {}
-        }
-        if let Some(r) = filter.requester {
-            cond = cond.add(incident::Column::RequesterId.eq(r.0));
-        }
-        if let Some(major) = filter.major {
-            cond = cond.add(incident::Column::Major.eq(major));
-        }
-        for (col, after, before) in [
-            (
-                incident::Column::CreatedAt,
-                filter.created_after,
-                filter.created_before,
-            ),
-            (
-                incident::Column::UpdatedAt,
-                filter.updated_after,
-                filter.updated_before,
-            ),
-        ] {
-            if let Some(a) = after {
-                cond = cond.add(col.gte(a));
-            }
-            if let Some(b) = before {
-                cond = cond.add(col.lt(b));
-            }
-        }
+        let mut cond = page_condition(&args, Bind::Values);
         for f in &filter.sla {
             cond = cond.add(sla::sla_condition(*f, now()));
         }
@@ -1935,7 +2168,7 @@ impl Store {
         // (see `search::FTS_JOIN`); other searches test membership.
         let fts_driven = !filter.terms.is_empty()
             && sort.field == IncidentSort::Number
-            && self.backend() == DatabaseBackend::Sqlite;
+            && backend == DatabaseBackend::Sqlite;
         // A dense search of the whole desk, newest number first, on
         // PostgreSQL walks the number index with a plan kept per
         // connection (`search::matches`), its limit written into the text:
@@ -1944,14 +2177,12 @@ impl Store {
         // finds as densely as the terms' own, and only newest first, where
         // density is measured (`search::Density::is_dense`).
         let mut kept_walk = false;
-        // A page and the one row after it, which says there is a next page.
-        let page = u64::from(limit.get()) + 1;
         if !filter.terms.is_empty() {
             let internal = matches!(reach, Reach::All);
             if fts_driven {
                 cond = cond.add(search::fts_match(&filter.terms, internal));
             } else {
-                let walkable = self.backend() == DatabaseBackend::Sqlite
+                let walkable = backend == DatabaseBackend::Sqlite
                     || (internal
                         && sort.field == IncidentSort::Number
                         && sort.dir == SortDir::Desc
@@ -1961,171 +2192,26 @@ impl Store {
                         .density
                         .is_dense(self.conn(), &filter.terms, internal, page)
                         .await?;
-                kept_walk = dense && self.backend() == DatabaseBackend::Postgres;
-                cond = cond.add(search::matches(
-                    self.backend(),
-                    &filter.terms,
-                    internal,
-                    dense,
-                ));
+                kept_walk = dense && backend == DatabaseBackend::Postgres;
+                cond = cond.add(search::matches(backend, &filter.terms, internal, dense));
             }
         }
-        let col = match sort.field {
-            IncidentSort::CreatedAt => incident::Column::CreatedAt,
-            IncidentSort::UpdatedAt => incident::Column::UpdatedAt,
-            IncidentSort::Priority => incident::Column::Priority,
-            IncidentSort::Number => incident::Column::Number,
-        };
-        if let Some(raw) = cursor {
-            let c = Cursor::decode(raw, sort)?;
-            let tie = c.tiebreak.as_i64().ok_or(QueryError::InvalidCursor)?;
-            let value: Value = match sort.field {
-                IncidentSort::CreatedAt | IncidentSort::UpdatedAt => {
-                    let s = c.value.as_str().ok_or(QueryError::InvalidCursor)?;
-                    let ts: Timestamp = s.parse().map_err(|_| QueryError::InvalidCursor)?;
-                    ts.into()
-                }
-                IncidentSort::Priority => {
-                    let p = c
-                        .value
-                        .as_i64()
-                        .and_then(|p| i32::try_from(p).ok())
-                        .ok_or(QueryError::InvalidCursor)?;
-                    p.into()
-                }
-                IncidentSort::Number => tie.into(),
-            };
-            // A row-value comparison, `(col, number) < (value, tie)`: both
-            // databases walk the `(col, number)` index straight to the
-            // cursor, where the equivalent OR of two conditions made SQLite
-            // scan every row before it.
-            let key = Expr::tuple([
-                Expr::col((incident::Entity, col)),
-                Expr::col((incident::Entity, incident::Column::Number)),
-            ]);
-            let bound = Expr::tuple([Expr::val(value), Expr::val(tie)]);
-            cond = cond.add(match sort.dir {
-                SortDir::Asc => key.gt(bound),
-                SortDir::Desc => key.lt(bound),
-            });
-            if fts_driven {
-                // The same bound on the FTS5 key, so that it seeks there.
-                let fts_key = Expr::cust(search::FTS_KEY);
-                cond = cond.add(match sort.dir {
-                    SortDir::Asc => fts_key.gt(tie),
-                    SortDir::Desc => fts_key.lt(tie),
-                });
-            }
-        }
-        let order = sql_order(sort.dir);
-        // Open work is short and history is long. When the filter asks for
-        // several states, all open, SQLite should find those rows through a
-        // state index and sort them, but left to itself it walks the whole
-        // queue in sort order (closed history included) to skip the sort.
-        // Sorting by `+column` (an expression no index provides) tells it
-        // so. One state needs no hint: `(state, created_at)` and `(group,
-        // state, created_at)` give its rows in order. PostgreSQL plans from
-        // value statistics and needs no hint either.
-        let open_work = filter.states.len() > 1 && filter.states.iter().all(|s| s.is_open());
-        // In creation order, such a queue is read one state at a time, from
-        // the conditions so far (every one but the state).
-        let postgres = self.backend() == DatabaseBackend::Postgres;
-        let by_state = open_work && !fts_driven && sort.field == IncidentSort::CreatedAt;
-        // A queue of no group on PostgreSQL: its rows as the scans find them.
-        let pg_rows = (by_state && postgres && filter.group.is_none())
-            .then(|| newest_rows_of_each(&filter.states, &cond, sort.dir, page))
-            .flatten();
-        if let Some(stmt) = pg_rows {
-            let loaded = load_statement(self, stmt, Here::Try).await?;
-            let loaded = with_names(self, loaded).await?;
-            return self.page_of(actor, loaded, sort, limit).await;
-        }
-        let newest = by_state
-            .then(|| newest_of_each(&filter.states, &cond, order.clone(), page, postgres))
-            .flatten();
-        if !filter.states.is_empty() {
-            cond =
-                cond.add(incident::Column::State.is_in(filter.states.iter().map(|s| s.as_str())));
-        }
-        let sort_key: SimpleExpr = if open_work && self.backend() == DatabaseBackend::Sqlite {
-            Expr::cust(format!("+\"incidents\".\"{}\"", col.as_str()))
-        } else {
-            Expr::col((incident::Entity, col))
-        };
-        let (newest_numbers, newest_rows) = match newest {
-            Some(Newest::Numbers(n)) => (Some(n), None),
-            Some(Newest::Rows(r)) => (None, Some(r)),
-            None => (None, None),
-        };
-        let backend = self.backend();
-        let mut q = if let Some(rows) = newest_rows {
-            // The queue's rows (SQLite), as the table they come from; its
-            // sort key is selected, so SQLite flattens the union.
-            let mut q = select_incidents(backend);
-            q.from_clear()
-                .from_subquery(rows, Alias::new("incidents"))
-                .order_by_expr(
-                    incident::Column::CreatedAt.into_simple_expr(),
-                    order.clone(),
-                )
-                .order_by_expr(incident::Column::Number.into_simple_expr(), order);
-            q
-        } else if open_work && !fts_driven {
-            // The page's numbers first, then their rows: the numbers alone
-            // come from the group index (which holds the sort key and the
-            // priority, m0006) without reading a row (an index-only scan on
-            // PostgreSQL), so a large group's queue reads 50 rows instead
-            // of thousands. In other orders than creation, both databases
-            // sort the open rows they found. The rows are then read by a
-            // join from those numbers, in no particular order (they are
-            // sorted below): `number IN (...)` made SQLite build a
-            // temporary B-tree of the numbers and another to sort the
-            // rows, whole descriptions and all. `CROSS JOIN` keeps SQLite
-            // from reordering the join (and the numbers a co-routine).
-            let numbers = newest_numbers.unwrap_or_else(|| {
-                Query::select()
-                    .column((incident::Entity, incident::Column::Number))
-                    .from(incident::Entity)
-                    .cond_where(cond)
-                    .order_by_expr(sort_key, order.clone())
-                    .order_by((incident::Entity, incident::Column::Number), order.clone())
-                    .limit(page)
-                    .take()
-            });
-            let mut q = select_incidents(backend);
-            q.from_clear()
-                .from_subquery(numbers, Alias::new("page"))
-                .cross_join(incident::Entity)
-                .and_where(
-                    Expr::col((incident::Entity, incident::Column::Number))
-                        .equals((Alias::new("page"), incident::Column::Number)),
-                );
-            q
-        } else if fts_driven {
-            let mut q = select_incidents(backend);
-            q.join(
-                JoinType::InnerJoin,
-                Alias::new("incident_search"),
-                Expr::cust(search::FTS_JOIN),
-            )
-            .cond_where(cond)
-            .order_by_expr(Expr::cust(search::FTS_KEY), order);
-            q
-        } else {
-            let mut q = select_incidents(backend);
-            q.cond_where(cond)
-                .order_by_expr(sort_key, order.clone())
-                .order_by_expr(incident::Column::Number.into_simple_expr(), order);
-            q
-        };
-        q.limit(page);
-        // A search's walk is as long as its terms are rare, milliseconds at
-        // 1 M incidents: never on this thread.
-        let here = if fts_driven { Here::No } else { Here::Try };
-        let mut stmt = self.backend().build(&q);
+        let mut stmt = page_statement(
+            backend,
+            cond,
+            &args,
+            Bind::Values,
+            &filter.states,
+            sort,
+            page,
+            fts_driven,
+        );
         if kept_walk {
             stmt = search::limit_in_text(stmt, page);
         }
+        // A search's walk is as long as its terms are rare, milliseconds at
+        // 1 M incidents: never on this thread.
+        let here = if fts_driven { Here::No } else { Here::Try };
         let loaded = load(self, stmt, here).await?;
         self.page_of(actor, loaded, sort, limit).await
     }
