@@ -204,8 +204,9 @@ impl Names {
         inner.groups.clear();
     }
 
-    /// The names of `users` and `groups`: those kept and fresh from here,
-    /// the others from `load`, which is given only the ids it must read.
+    /// The names of `users` and `groups` (an id may be named more than
+    /// once): those kept and fresh from here, the others from `load`, which
+    /// is given only the ids it must read, each once.
     /// What it reads is kept unless a clear happened meanwhile. An id that
     /// names nothing is left out of the answer.
     pub async fn get_or_load<F, Fut>(
@@ -227,7 +228,12 @@ impl Names {
             let inner = self.lock();
             let now = Instant::now();
             let fresh = |at: &Instant| now.saturating_duration_since(*at) < self.ttl;
+            // An id named again (a page's requester of several incidents)
+            // is looked up once.
             for id in users {
+                if out.0.contains_key(id) || missing.0.contains(id) {
+                    continue;
+                }
                 match inner.users.get(id) {
                     Some((r, at)) if fresh(at) => {
                         out.0.insert(*id, r.clone());
@@ -236,6 +242,9 @@ impl Names {
                 }
             }
             for id in groups {
+                if out.1.contains_key(id) || missing.1.contains(id) {
+                    continue;
+                }
                 match inner.groups.get(id) {
                     Some((r, at)) if fresh(at) => {
                         out.1.insert(*id, r.clone());
@@ -362,6 +371,24 @@ mod tests {
         );
         assert_eq!(names_of(&names, &[a, b], &db, &asked).await, ["Ada", "Bo"]);
         assert_eq!(asked.load(Ordering::SeqCst), 3);
+    }
+
+    #[tokio::test]
+    async fn ids_named_more_than_once_are_read_once_and_answered_once() {
+        let (a, b) = (Uuid::now_v7(), Uuid::now_v7());
+        let db = HashMap::from([(a, user(a, "Ada")), (b, user(b, "Bo"))]);
+        let names = Names::new(Duration::from_secs(60));
+        let asked = AtomicUsize::new(0);
+        assert_eq!(
+            names_of(&names, &[a, b, a, a, b], &db, &asked).await,
+            ["Ada", "Bo"]
+        );
+        assert_eq!(asked.load(Ordering::SeqCst), 2, "each missing id once");
+        assert_eq!(
+            names_of(&names, &[b, a, b, a], &db, &asked).await,
+            ["Ada", "Bo"]
+        );
+        assert_eq!(asked.load(Ordering::SeqCst), 2, "then kept");
     }
 
     #[tokio::test]

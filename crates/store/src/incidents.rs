@@ -656,14 +656,13 @@ async fn with_names(store: &Store, mut loaded: Loaded) -> Result<Loaded, StoreEr
     let db = store.conn();
     let mut users: Vec<Uuid> = Vec::new();
     let mut groups: Vec<Uuid> = Vec::new();
+    // Ids named again are looked up once (`Names::get_or_load`): sorting
+    // them to drop repeats cost more (bench/RESULTS.md, thirty-first
+    // session).
     for m in &loaded.models {
         users.push(m.requester_id);
         users.extend(m.assignee_id);
         groups.extend(m.assignment_group_id);
-    }
-    for ids in [&mut users, &mut groups] {
-        ids.sort_unstable();
-        ids.dedup();
     }
     (loaded.users, loaded.groups) = store
         .cache
@@ -1548,20 +1547,15 @@ impl Store {
         } = loaded;
         // Each incident's timers are in its row ([`rows::timers_json`]),
         // read once per text on this thread ([`rows::kept_timers`]).
-        let mut timers: IdMap<std::sync::Arc<[sla::TimerSight]>> = IdMap::default();
-        for m in &models {
-            let t = rows::kept_timers(&m.timers_json)?;
-            if !t.is_empty() {
-                timers.insert(m.id, t);
-            }
-        }
-        let mut sla = self.timer_views_of(timers).await?;
+        let timers = models
+            .iter()
+            .map(|m| rows::kept_timers(&m.timers_json))
+            .collect::<Result<Vec<_>, _>>()?;
+        let sla = self.timer_views_of(&timers).await?;
         Ok(models
             .into_iter()
-            .map(|m| {
-                let timers = sla.remove(&m.id).unwrap_or_default();
-                view_of(actor, m, &users, &groups, timers)
-            })
+            .zip(sla)
+            .map(|(m, timers)| view_of(actor, m, &users, &groups, timers))
             .collect())
     }
 
