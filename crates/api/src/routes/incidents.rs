@@ -11,7 +11,7 @@ use keel_core::query::{Limit, Sort, SortDir, search_terms};
 use keel_core::{AttachmentId, GroupId, LinkId, UserId};
 use keel_incident::{CommentBody, Description, Priority, State, Title};
 use keel_store::incidents::{
-    IncidentFilter, IncidentPatch, IncidentSort, NewAttachment, TransitionRequest,
+    IncidentFilter, IncidentPatch, IncidentSort, IncidentView, NewAttachment, TransitionRequest,
 };
 use keel_store::sla::SlaFilter;
 use serde::Deserialize;
@@ -32,11 +32,13 @@ use crate::idempotency::IdempotencyKey;
 use crate::reply::{self, Reply};
 use crate::state::AppState;
 
-fn with_etag(status: StatusCode, inc: Incident) -> HttpResponse {
+/// An incident as its response: `inc` written as the [`Incident`] it
+/// makes (`reply`), with its version as the ETag.
+fn with_etag(status: StatusCode, inc: IncidentView) -> HttpResponse {
     let mut res = HttpResponse::build(status);
     res.insert_header((header::ETAG, etag(inc.version)));
     if status == StatusCode::CREATED {
-        res.insert_header((header::LOCATION, format!("/api/v1/incidents/{}", inc.id)));
+        res.insert_header((header::LOCATION, format!("/api/v1/incidents/{}", inc.id.0)));
     }
     res.content_type(mime::APPLICATION_JSON)
         .body(reply::to_json(&inc, reply::INCIDENT_JSON_BYTES))
@@ -77,7 +79,7 @@ pub async fn create(
         assignee: b.assignee,
     };
     let view = state.store.create_incident(&auth.0, new, m).await?;
-    Ok(with_etag(StatusCode::CREATED, view.into()))
+    Ok(with_etag(StatusCode::CREATED, view))
 }
 
 fn category(raw: Option<String>) -> Result<Option<String>, ApiError> {
@@ -178,7 +180,7 @@ pub async fn list(
     state: web::Data<AppState>,
     auth: Auth,
     q: web::Query<ListParams>,
-) -> Result<Reply<Page<Incident>>, ApiError> {
+) -> Result<Reply<reply::IncidentPage>, ApiError> {
     let q = q.into_inner();
     let mut filter = IncidentFilter::default();
     for s in split(q.state.as_deref()) {
@@ -245,13 +247,7 @@ pub async fn list(
         )
         .await?;
     let bytes = (page.items.len() + 1) * reply::INCIDENT_JSON_BYTES;
-    Ok(Reply(
-        Page {
-            items: page.items.into_iter().map(Into::into).collect(),
-            next: page.next,
-        },
-        bytes,
-    ))
+    Ok(Reply(reply::IncidentPage(page), bytes))
 }
 
 /// Get an incident
@@ -273,7 +269,7 @@ pub async fn get(
     id: web::Path<String>,
 ) -> Result<HttpResponse, ApiError> {
     let view = state.store.get_incident(&auth.0, &id).await?;
-    Ok(with_etag(StatusCode::OK, view.into()))
+    Ok(with_etag(StatusCode::OK, view))
 }
 
 /// Update an incident
@@ -329,7 +325,7 @@ pub async fn update(
         .store
         .update_incident(&auth.0, &id, version, patch, m)
         .await?;
-    Ok(with_etag(StatusCode::OK, view.into()))
+    Ok(with_etag(StatusCode::OK, view))
 }
 
 /// Apply a transition
@@ -372,7 +368,7 @@ pub async fn transition(
         .store
         .transition_incident(&auth.0, &id, version, r)
         .await?;
-    Ok(with_etag(StatusCode::OK, view.into()))
+    Ok(with_etag(StatusCode::OK, view))
 }
 
 /// Add a comment or work note
