@@ -83,35 +83,48 @@ macro_rules! write_object {
     };
 }
 
-write_object!(Incident {
-    id,
-    number,
-    title,
-    description,
-    impact,
-    urgency,
-    priority,
-    priority_overridden,
-    category,
-    major,
-    state,
-    hold_reason,
-    resolution_code,
-    resolution_notes,
-    requester,
-    assignment_group,
-    assignee,
-    reassignment_count,
-    version,
-    created_at,
-    updated_at,
-    first_response_at,
-    resolved_at,
-    closed_at,
-    cancelled_at,
-    actions,
-    sla,
-});
+/// Calls `$then!` with an incident's fields after `id` and `number`, in
+/// the order they are written: [`Incident`] and [`IncidentView`] are
+/// written from this one list.
+macro_rules! incident_fields {
+    ($then:ident) => {
+        $then!(
+            title,
+            description,
+            impact,
+            urgency,
+            priority,
+            priority_overridden,
+            category,
+            major,
+            state,
+            hold_reason,
+            resolution_code,
+            resolution_notes,
+            requester,
+            assignment_group,
+            assignee,
+            reassignment_count,
+            version,
+            created_at,
+            updated_at,
+            first_response_at,
+            resolved_at,
+            closed_at,
+            cancelled_at,
+            actions,
+            sla,
+        );
+    };
+}
+
+macro_rules! write_incident {
+    ($($field:ident),* $(,)?) => {
+        write_object!(Incident { id, number, $($field),* });
+    };
+}
+
+incident_fields!(write_incident);
 
 write_object!(UserSummary {
     id,
@@ -149,74 +162,25 @@ macro_rules! write_fields {
 /// moved every field of every incident once more and built each number's
 /// text, 3 % of a PostgreSQL queue page's instructions (bench/RESULTS.md,
 /// thirty-first session).
-impl WriteJson for IncidentView {
-    fn write_json(&self, out: &mut Vec<u8>) {
-        let IncidentView {
-            id,
-            number,
-            title,
-            description,
-            impact,
-            urgency,
-            priority,
-            priority_overridden,
-            category,
-            major,
-            state,
-            hold_reason,
-            resolution_code,
-            resolution_notes,
-            requester,
-            assignment_group,
-            assignee,
-            reassignment_count,
-            version,
-            created_at,
-            updated_at,
-            first_response_at,
-            resolved_at,
-            closed_at,
-            cancelled_at,
-            actions,
-            sla,
-        } = self;
-        out.extend_from_slice(b"{\"id\":");
-        id.0.write_json(out);
-        // A prefix and digits: nothing to escape.
-        out.extend_from_slice(b",\"number\":\"");
-        number.write_text(out);
-        out.push(b'"');
-        write_fields!(
-            out;
-            title,
-            description,
-            impact,
-            urgency,
-            priority,
-            priority_overridden,
-            category,
-            major,
-            state,
-            hold_reason,
-            resolution_code,
-            resolution_notes,
-            requester,
-            assignment_group,
-            assignee,
-            reassignment_count,
-            version,
-            created_at,
-            updated_at,
-            first_response_at,
-            resolved_at,
-            closed_at,
-            cancelled_at,
-            actions,
-            sla,
-        );
-        out.push(b'}');
-    }
+macro_rules! write_view {
+    ($($field:ident),* $(,)?) => {
+        impl WriteJson for IncidentView {
+            fn write_json(&self, out: &mut Vec<u8>) {
+                let IncidentView { id, number, $($field),* } = self;
+                out.extend_from_slice(b"{\"id\":");
+                id.0.write_json(out);
+                // A prefix and digits: nothing to escape.
+                out.extend_from_slice(b",\"number\":\"");
+                number.write_text(out);
+                out.push(b'"');
+                write_fields!(out; $($field),*);
+                out.push(b'}');
+            }
+        }
+    };
 }
+
+incident_fields!(write_view);
 
 /// As [`UserSummary`].
 impl WriteJson for UserRef {
