@@ -379,6 +379,9 @@ pub struct Incident {
     pub sla: Vec<SlaTarget>,
 }
 
+/// The `Incident` a view stands for. Responses do not make it: `reply.rs`
+/// writes the view itself, and its tests hold those bytes equal to this
+/// conversion's through serde, so this is the definition they keep to.
 impl From<IncidentView> for Incident {
     fn from(v: IncidentView) -> Self {
         Incident {
